@@ -177,7 +177,7 @@ def kl_divergence(p, q, axis=-1, base=None):
         D_{\mathrm{KL}}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i} = H(p, q) - H(p)
 
     Computed term by term as :math:`p_i\,\varphi\big((q_i - p_i)/p_i\big) + [p_i = 0]\,q_i`
-    with :math:`\varphi(d) = d - \operatorname{log1p}(d) \ge 0`. This equals the definition
+    with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (``log1p`` for :math:`|d| < 1/2`). This equals the definition
     whenever :math:`\sum p = \sum q`, has no cancellation when ``q`` is close to ``p``
     (subtracting the two cross-entropies would leave only rounding noise) and never rounds below
     zero.
@@ -222,7 +222,10 @@ def kl_divergence(p, q, axis=-1, base=None):
     positive = p > 0
     safe_p = xp.where(positive, p, xp.ones_like(p))
     relative_gap = (q - p) / safe_p
-    with np.errstate(divide="ignore"):  # log1p(-1) = -inf where q = 0 < p: KL is +inf there
-        phi = relative_gap - xp.log1p(relative_gap)
-    terms = xp.where(positive, p * phi, q)
+    with np.errstate(divide="ignore"):  # log(0) = -inf where q = 0 < p: KL is +inf there
+        # log(q/p) = log1p(gap): log1p keeps the digits while q is near p, log(q/p) while q is
+        # far from p (1 + gap would round). Where |gap| >= 1/2, phi >= 0.09, far from rounding.
+        log_ratio = xp.where(xp.abs(relative_gap) < 0.5, xp.log1p(relative_gap),
+                             xp.log(q / safe_p))
+    terms = xp.where(positive, p * (relative_gap - log_ratio), q)
     return _in_units(xp.sum(terms, axis=axis), log_base)

@@ -1,0 +1,238 @@
+"""Tests of xentlib.information against independent references.
+
+Expected values come from mpmath at 50 significant digits, evaluated on exactly the floating
+point inputs the function receives, or from SciPy (scipy.stats.entropy), as each test says.
+"""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from xentlib import cross_entropy, entropy, kl_divergence
+
+mpmath.mp.dps = 50
+
+
+def mp_entropy(p):
+    """-sum p log p at 50 digits, 0 log 0 = 0."""
+    return -mpmath.fsum(mpmath.mpf(x) * mpmath.log(mpmath.mpf(x)) for x in p if x > 0)
+
+
+def mp_cross_entropy(p, q):
+    """-sum p log q at 50 digits; +inf when some q = 0 < p."""
+    if any(a > 0 and b == 0 for a, b in zip(p, q)):
+        return mpmath.inf
+    return -mpmath.fsum(mpmath.mpf(a) * mpmath.log(mpmath.mpf(b)) for a, b in zip(p, q) if a > 0)
+
+
+def mp_kl(p, q):
+    """sum (p log(p/q) - p + q) at 50 digits: the KL divergence xentlib documents.
+
+    It equals sum p log(p/q) when sum p = sum q; on float inputs the two sums can differ by
+    ~1e-17, which makes the textbook form round below zero when q is close to p.
+    """
+    if any(a > 0 and b == 0 for a, b in zip(p, q)):
+        return mpmath.inf
+    terms = []
+    for a, b in zip(p, q):
+        a, b = mpmath.mpf(a), mpmath.mpf(b)
+        terms.append(a * mpmath.log(a / b) - a + b if a > 0 else b)
+    return mpmath.fsum(terms)
+
+
+# Distributions: non-negative weights (exact zeros included) normalised in float64.
+weights = hnp.arrays(
+    np.float64,
+    st.integers(1, 12),
+    elements=st.one_of(st.just(0.0), st.floats(1e-6, 1.0)),
+)
+
+
+def normalised(w):
+    assume(w.sum() > 0)
+    return w / w.sum()
+
+
+@st.composite
+def distribution_pairs(draw):
+    n = draw(st.integers(1, 12))
+    element = st.one_of(st.just(0.0), st.floats(1e-6, 1.0))
+    p = draw(hnp.arrays(np.float64, n, elements=element))
+    q = draw(hnp.arrays(np.float64, n, elements=st.floats(1e-6, 1.0)))
+    return normalised(p), normalised(q)
+
+
+# --- values against mpmath and SciPy -----------------------------------------------------------
+
+CASES = [
+    [1.0],
+    [0.5, 0.5],
+    [0.25] * 4,
+    [0.1, 0.2, 0.3, 0.4],
+    [1.0, 0.0, 0.0],
+    [1e-300, 1.0 - 1e-300],
+    [0.999999, 1e-6],
+    list(np.full(1000, 1e-3)),
+]
+
+
+@pytest.mark.parametrize("p", CASES)
+def test_entropy_matches_mpmath(p):
+    expected = float(mp_entropy(p))  # mpmath, 50 digits, on the same float64 inputs
+    assert entropy(p) == pytest.approx(expected, rel=1e-14, abs=1e-300)
+
+
+@pytest.mark.parametrize("p", [c for c in CASES if len(c) == 2])
+@pytest.mark.parametrize("q", [[0.7, 0.3], [0.3, 0.7], [1e-6, 1 - 1e-6]])
+def test_cross_entropy_and_kl_match_mpmath(p, q):
+    assert cross_entropy(p, q) == pytest.approx(float(mp_cross_entropy(p, q)), rel=1e-14)
+    assert kl_divergence(p, q) == pytest.approx(float(mp_kl(p, q)), rel=1e-13, abs=1e-300)
+
+
+def test_matches_scipy_on_random_batches():
+    # scipy.stats.entropy(p) is H(p) and scipy.stats.entropy(p, q) is KL(p || q).
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=50)
+    q = rng.dirichlet(np.ones(7), size=50)
+    np.testing.assert_allclose(entropy(p), scipy.stats.entropy(p, axis=-1), rtol=1e-13)
+    np.testing.assert_allclose(kl_divergence(p, q), scipy.stats.entropy(p, q, axis=-1),
+                               rtol=1e-11)
+    np.testing.assert_allclose(entropy(p, base=2), scipy.stats.entropy(p, base=2, axis=-1),
+                               rtol=1e-13)
+
+
+def test_kl_is_accurate_when_q_is_close_to_p():
+    # H(p, q) - H(p) would lose every digit here; the log1p form keeps them (mpmath reference).
+    p = np.array([0.3, 0.7])
+    q = np.array([0.3 + 1e-9, 0.7 - 1e-9])
+    expected = float(mp_kl(p, q))
+    assert expected > 0
+    assert kl_divergence(p, q) == pytest.approx(expected, rel=1e-6)
+
+
+def test_conventions_zero_log_zero_and_infinite_cross_entropy():
+    assert entropy([1.0, 0.0]) == 0.0
+    assert cross_entropy([0.0, 1.0], [0.0, 1.0]) == 0.0  # the p = 0 term is dropped
+    assert cross_entropy([0.5, 0.5], [1.0, 0.0]) == math.inf
+    assert kl_divergence([0.5, 0.5], [1.0, 0.0]) == math.inf
+    assert kl_divergence([1.0, 0.0], [0.5, 0.5]) == pytest.approx(math.log(2), rel=1e-15)
+
+
+def test_one_hot_cross_entropy_is_negative_log_probability():
+    q = np.array([0.2, 0.5, 0.3])
+    for y in range(3):
+        assert cross_entropy(np.eye(3)[y], q) == pytest.approx(-math.log(q[y]), rel=1e-15)
+
+
+def test_uniform_entropy_is_log_c():
+    for c in (1, 2, 3, 10, 1000):
+        assert entropy(np.full(c, 1 / c)) == pytest.approx(math.log(c), rel=1e-13, abs=1e-15)
+
+
+# --- properties --------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(distribution_pairs())
+def test_gibbs_inequality_and_decomposition(pair):
+    p, q = pair
+    h, hpq, kl = entropy(p), cross_entropy(p, q), kl_divergence(p, q)
+    assert kl >= 0.0  # exactly: every computed term is non-negative
+    scale = 1e-12 * (1 + abs(hpq))
+    assert hpq >= h - scale
+    assert hpq == pytest.approx(h + kl, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights)
+def test_kl_of_a_distribution_with_itself_is_exactly_zero(w):
+    p = normalised(w)
+    assert kl_divergence(p, p) == 0.0
+    assert 0.0 <= entropy(p) <= math.log(len(p)) + 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(weights, st.sampled_from([2, 10, math.e, 0.5]))
+def test_base_conversion(w, base):
+    p = normalised(w)
+    assert entropy(p, base=base) == pytest.approx(entropy(p) / math.log(base), rel=1e-14,
+                                                  abs=1e-15)
+
+
+def test_axis_handling_and_broadcasting():
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), size=(3, 5))  # (3, 5, 4)
+    q = rng.dirichlet(np.ones(4))  # (4,) broadcasts against every row
+    np.testing.assert_allclose(entropy(np.moveaxis(p, -1, 0), axis=0), entropy(p), rtol=1e-15)
+    np.testing.assert_allclose(entropy(p, axis=2), entropy(p, axis=-1), rtol=0)
+    full = cross_entropy(p, np.broadcast_to(q, p.shape))
+    np.testing.assert_allclose(cross_entropy(p, q), full, rtol=0)
+    assert cross_entropy(p, q).shape == (3, 5)
+    assert kl_divergence(np.moveaxis(p, -1, 1), q[:, None], axis=1).shape == (3, 5)
+
+
+@pytest.mark.parametrize("function", [entropy, cross_entropy, kl_divergence])
+def test_float32_stays_float32_and_integers_become_float64(function):
+    p32 = np.array([0.25, 0.75], dtype=np.float32)
+    args = (p32,) if function is entropy else (p32, p32)
+    assert function(*args).dtype == np.float32
+    ints = (np.array([0, 1]),) if function is entropy else (np.array([0, 1]), np.array([0, 1]))
+    assert function(*ints).dtype == np.float64
+
+
+def test_torch_tensors_round_trip_with_autograd():
+    p = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64, requires_grad=True)
+    h = entropy(p)
+    assert isinstance(h, torch.Tensor)
+    h.backward()
+    # dH/dp_i = -(log p_i + 1), by hand
+    torch.testing.assert_close(p.grad, -(torch.log(p.detach()) + 1))
+    q = torch.tensor([0.4, 0.4, 0.2], dtype=torch.float32)
+    assert cross_entropy(q, [0.3, 0.3, 0.4]).dtype == torch.float32  # list joins the tensor
+    assert float(kl_divergence(q, q)) == 0.0
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: entropy([0.5, -0.5, 1.0]), ValueError, "p has negative entries"),
+        (lambda: entropy([0.5, 0.6]), ValueError, "p must sum to 1 along axis 0"),
+        (lambda: entropy([[0.5, 0.5], [0.9, 0.2]]), ValueError, "p must sum to 1"),
+        (lambda: entropy([0.5, np.nan]), ValueError, "p contains NaN"),
+        (lambda: entropy([2.0, -1.0]), ValueError, "p has negative entries"),
+        (lambda: cross_entropy([0.5, 0.5], [0.5, 0.6]), ValueError, "q must sum to 1"),
+        (lambda: cross_entropy([0.5, 0.5], [1.5, -0.5]), ValueError, "q has negative"),
+        (lambda: kl_divergence([[0.5, 0.5]], [[0.2, 0.3, 0.5]]), ValueError,
+         r"p with shape \(1, 2\) and q with shape \(1, 3\) do not broadcast"),
+        (lambda: entropy(["a", "b"]), TypeError, "p must be a real numeric array"),
+        (lambda: entropy([0.5 + 0j, 0.5]), TypeError, "p must be real"),
+        (lambda: cross_entropy([0.5, 0.5], [None, None]), TypeError, "q must be a real"),
+        (lambda: entropy([[0.5], [0.5, 0.5]]), ValueError, "p must be a rectangular array"),
+        (lambda: entropy([1.0], base=0), ValueError, "base must be a finite positive"),
+        (lambda: entropy([1.0], base=-2), ValueError, "base must be a finite positive"),
+        (lambda: entropy([1.0], base=1), ValueError, "other than 1"),
+        (lambda: entropy([1.0], base="2"), TypeError, "base must be a real number"),
+        (lambda: entropy([1.0], axis=1), ValueError, "axis 1 is out of bounds for p"),
+        (lambda: entropy([1.0], axis=0.5), TypeError, "axis must be an integer"),
+        (lambda: entropy(1.0), ValueError, "p must have at least one dimension"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_normalisation_tolerance_scales_with_dtype():
+    off = 1e-5  # fine for float32 (tolerance 3.5e-4), wrong for float64 (1.5e-8)
+    p = np.array([0.5, 0.5 + off])
+    entropy(p.astype(np.float32))
+    with pytest.raises(ValueError, match="tolerance 1.5e-08 for float64"):
+        entropy(p)
