@@ -7,7 +7,6 @@ BIN := $(abspath $(VENV))/bin
 # Kernels started by Jupyter must find the course environment's python first.
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 CHAPTER_SOURCES := $(sort $(wildcard chapters/[0-9][0-9]_*.md))
 CHAPTER_NOTEBOOKS := $(CHAPTER_SOURCES:.md=.ipynb)

@@ -117,6 +117,16 @@ def test_kl_is_accurate_when_q_is_close_to_p():
     assert kl_divergence(p, q) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("p_small", [1e-300, 5e-324, 1e-310])
+def test_kl_with_subnormal_probabilities_is_finite_and_accurate(p_small):
+    # Found by the forward/reverse KL chapter: (q - p) / p overflowed for subnormal p.
+    p = [p_small, 1.0 - p_small]
+    for q in ([0.5, 0.5], [1e-5, 1 - 1e-5]):
+        result = kl_divergence(p, q)
+        assert np.isfinite(result)
+        assert result == pytest.approx(float(mp_kl(p, q)), rel=1e-13)
+
+
 def test_conventions_zero_log_zero_and_infinite_cross_entropy():
     assert entropy([1.0, 0.0]) == 0.0
     assert cross_entropy([0.0, 1.0], [0.0, 1.0]) == 0.0  # the p = 0 term is dropped

@@ -11,6 +11,7 @@ notebook byte for byte the same. A cell that raises stops the script with the ch
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from nbclient.exceptions import CellExecutionError
 
 
 def execute(source: Path) -> Path:
+    # A non-interactive MPLBACKEND in the environment would stop figures reaching the notebook.
+    os.environ.pop("MPLBACKEND", None)
     notebook = jupytext.read(source)
     client = NotebookClient(
         notebook,

@@ -177,7 +177,8 @@ def kl_divergence(p, q, axis=-1, base=None):
         D_{\mathrm{KL}}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i} = H(p, q) - H(p)
 
     Computed term by term as :math:`p_i\,\varphi\big((q_i - p_i)/p_i\big) + [p_i = 0]\,q_i`
-    with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (``log1p`` for :math:`|d| < 1/2`). This equals the definition
+    with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (``log1p`` for :math:`|d| < 1/2`, and
+    :math:`(q_i - p_i) - p_i(\log q_i - \log p_i)` otherwise, which cannot overflow). This equals the definition
     whenever :math:`\sum p = \sum q`, has no cancellation when ``q`` is close to ``p``
     (subtracting the two cross-entropies would leave only rounding noise) and never rounds below
     zero.
@@ -221,11 +222,14 @@ def kl_divergence(p, q, axis=-1, base=None):
     p, q = xp.broadcast_arrays(p, q)
     positive = p > 0
     safe_p = xp.where(positive, p, xp.ones_like(p))
-    relative_gap = (q - p) / safe_p
-    with np.errstate(divide="ignore"):  # log(0) = -inf where q = 0 < p: KL is +inf there
-        # log(q/p) = log1p(gap): log1p keeps the digits while q is near p, log(q/p) while q is
-        # far from p (1 + gap would round). Where |gap| >= 1/2, phi >= 0.09, far from rounding.
-        log_ratio = xp.where(xp.abs(relative_gap) < 0.5, xp.log1p(relative_gap),
-                             xp.log(q / safe_p))
-    terms = xp.where(positive, p * (relative_gap - log_ratio), q)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        # Near q = p: p * (d - log1p(d)) with d = (q - p) / p keeps every digit of a tiny
+        # divergence. Far from it (|d| >= 1/2, where the term is at least 0.09 p and rounding
+        # cannot push it below zero): (q - p) - p (log q - log p), which cannot overflow even
+        # for subnormal p. log(0) = -inf makes the term +inf where q = 0 < p.
+        relative_gap = (q - p) / safe_p
+        near = p * (relative_gap - xp.log1p(relative_gap))
+        far = (q - p) - p * (xp.log(q) - xp.log(safe_p))
+        terms = xp.where(xp.abs(relative_gap) < 0.5, near, far)
+    terms = xp.where(positive, terms, q)
     return _in_units(xp.sum(terms, axis=axis), log_base)
