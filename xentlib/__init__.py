@@ -6,6 +6,28 @@ kind; errors name the argument that was wrong.
 """
 
 from .information import cross_entropy, entropy, kl_divergence
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_grad,
+    softmax_cross_entropy,
+    softmax_cross_entropy_grad,
+)
+from .softmax import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 
-__all__ = ["entropy", "cross_entropy", "kl_divergence"]
+__all__ = [
+    "entropy",
+    "cross_entropy",
+    "kl_divergence",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "sigmoid",
+    "log_sigmoid",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_grad",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_grad",
+]
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ __all__ = [
     "broadcast_shape",
     "namespace_of",
     "normalisation_tolerance",
+    "scalar_if_0d",
 ]
 
 
@@ -153,3 +154,10 @@ def check_probabilities(p, name: str, xp, *, axis: int | None = None):
             f"{name} must sum to 1 along axis {axis}; a slice is off by {worst:.3g} "
             f"(tolerance {tolerance:.2g} for {p.dtype})"
         )
+
+
+def scalar_if_0d(result):
+    """A 0-d NumPy result as a NumPy scalar, as NumPy's own reductions return; tensors as is."""
+    if isinstance(result, np.ndarray) and result.ndim == 0:
+        return result[()]
+    return result

@@ -17,6 +17,7 @@ from ._validation import (
     check_base,
     check_probabilities,
     namespace_of,
+    scalar_if_0d,
 )
 
 __all__ = ["entropy", "cross_entropy", "kl_divergence"]
@@ -47,16 +48,8 @@ def _distribution_pair(p, q, axis):
     return xp, p, q, axis
 
 
-def _scalar_if_0d(result):
-    # NumPy reductions to 0-d give arrays through array_api_compat; hand back a scalar as
-    # NumPy's own reductions do. Tensors stay tensors.
-    if isinstance(result, np.ndarray) and result.ndim == 0:
-        return result[()]
-    return result
-
-
 def _in_units(value, log_base):
-    return _scalar_if_0d(value if log_base is None else value / log_base)
+    return scalar_if_0d(value if log_base is None else value / log_base)
 
 
 def entropy(p, axis=-1, base=None):
