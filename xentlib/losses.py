@@ -229,13 +229,18 @@ def _generic_softmax(problem, want_loss, want_grad):
     total = xp.sum(a, axis=1, keepdims=True)
     loss_rows = grad = None
     if want_loss:
-        gap = -parts.shifted                                   # m - z >= 0, +inf if masked
-        weighted_gap = xp.where(a > 0, a * gap, xp.zeros_like(a))
-        loss_rows = total[:, 0] * parts.log1p_rest[:, 0] + xp.sum(weighted_gap, axis=1)
+        gap = -parts.shifted                      # m - z >= 0 (rounded), +inf if masked
+        with np.errstate(invalid="ignore"):       # 0 * inf where a = 0 on a masked class
+            weighted_gap = xp.where(a > 0, a * gap, xp.zeros_like(a))
+        gap_error = xp.sum(a * parts.shift_error, axis=1)   # what rounding m - z dropped
+        loss_rows = (total[:, 0] * parts.log1p_rest[:, 0] - gap_error
+                     + xp.sum(weighted_gap, axis=1))
     if want_grad:
         probabilities = parts.exp_shifted / (1 + parts.rest)
-        others = xp.sum(xp.where(parts.is_argmax, xp.zeros_like(a), a), axis=1, keepdims=True)
-        at_argmax = others - total * parts.rest / (1 + parts.rest)
+        zeros = xp.zeros_like(a)
+        others = xp.sum(xp.where(parts.is_argmax, zeros, a), axis=1, keepdims=True)
+        a_argmax = xp.sum(xp.where(parts.is_argmax, a, zeros), axis=1, keepdims=True)
+        at_argmax = _gradient_at_argmax(xp, total, a_argmax, others, parts.rest)
         grad = xp.where(parts.is_argmax, at_argmax, total * probabilities - a)
         if problem.reduction == "mean":
             grad = grad / denominator
@@ -271,46 +276,77 @@ def _numpy_index_rows(problem, want_loss, want_grad):
 
     block = max(1, min(n_rows, BLOCK_BYTES // (n_classes * dtype.itemsize)))
     shifted = np.empty((block, n_classes), dtype)
-    loss_rows = np.empty(n_rows, dtype) if want_loss else None
+    error_buffer = np.empty_like(shifted)
+    scratch = np.empty_like(shifted)
+    loss_rows = np.empty(n_rows, np.float64) if want_loss else None
     grad = np.empty((n_rows, n_classes), dtype) if want_grad else None
     for start in range(0, n_rows, block):
         stop = min(n_rows, start + block)
         count = stop - start
         zb, tb, row = z[start:stop], shifted[:count], np.arange(count)
+        eb, sb = error_buffer[:count], scratch[:count]
         yb = targets[start:stop]
         argmax = np.argmax(zb, axis=1)
         maximum = zb[row, argmax]
         if not np.isfinite(maximum).all():
             _refuse_nonfinite_maximum(maximum)
-        np.subtract(zb, maximum[:, None], out=tb)             # z - m <= 0
-        target_gap = -tb[row, yb]                             # m - z_y >= 0
-        if eps > 0:
-            smooth_gap = -(tb.sum(axis=1) if weight is None else tb @ weight)
+        column_max = maximum[:, None]
+        # z - m rounded (tb) and its rounding error (eb) by TwoSum, as softmax._ShiftedSlices
+        # does; then exp(z - m) = exp(tb) (1 + eb). Per-row sums are accumulated in float64.
+        np.subtract(zb, column_max, out=tb)
+        with np.errstate(invalid="ignore"):                   # masked entries: -inf - -inf
+            np.subtract(tb, zb, out=eb)
+            np.subtract(tb, eb, out=sb)
+            np.subtract(zb, sb, out=sb)
+            np.add(eb, column_max, out=eb)
+            np.subtract(sb, eb, out=eb)
+        np.nan_to_num(eb, copy=False, nan=0.0)
+        if want_loss:
+            target_gap = -tb[row, yb].astype(np.float64) - eb[row, yb]     # m - z_y, exact
+            if eps > 0:
+                smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
+                               else tb.astype(np.float64) @ weight)
         np.exp(tb, out=tb)
+        np.multiply(tb, eb, out=sb)
+        np.add(tb, sb, out=tb)                                # exp(z - m), compensated
         tb[row, argmax] = 0
-        rest = tb.sum(axis=1)
+        rest = tb.sum(axis=1, dtype=np.float64)
         if want_loss:
             log1p_rest = np.log1p(rest)
             with np.errstate(invalid="ignore"):               # 0 * inf on ignored rows
                 lb = one_hot_part[start:stop] * (target_gap + log1p_rest)
                 if eps > 0:
-                    lb += smooth_rows[start:stop] * (dtype.type(weight_total) * log1p_rest
-                                                     + smooth_gap)
+                    lb += smooth_rows[start:stop] * (weight_total * log1p_rest + smooth_gap)
             loss_rows[start:stop] = np.where(valid[start:stop], lb, 0)
         if want_grad:
             gb = grad[start:stop]
             tb_total = total[start:stop]
-            np.multiply(tb, (tb_total * row_scale / (1 + rest))[:, None], out=gb)   # A p
+            np.multiply(tb, (tb_total * row_scale / (1 + rest)).astype(dtype)[:, None], out=gb)
             if eps > 0:
                 coefficient = (smooth_rows[start:stop] * row_scale)[:, None]
                 gb -= coefficient * (1 if weight is None else weight[None, :])
             gb[row, yb] -= one_hot_part[start:stop] * row_scale
-            # At the argmax: sum of the other coefficients minus A r / (1 + r).
             w_argmax = 1 if weight is None else weight[argmax]
-            others = (one_hot_part[start:stop] * (yb != argmax)
-                      + smooth_rows[start:stop] * (dtype.type(weight_total) - w_argmax))
-            gb[row, argmax] = (others - tb_total * rest / (1 + rest)) * row_scale
+            target_is_argmax = yb == argmax
+            smooth_argmax = smooth_rows[start:stop] * w_argmax
+            a_argmax = one_hot_part[start:stop] * target_is_argmax + smooth_argmax
+            others = (one_hot_part[start:stop] * ~target_is_argmax
+                      + smooth_rows[start:stop] * weight_total - smooth_argmax)
+            gb[row, argmax] = _gradient_at_argmax(np, tb_total, a_argmax, others,
+                                                  rest) * row_scale
     return loss_rows, grad, denominator
+
+
+def _gradient_at_argmax(xp, total, a_argmax, others, rest):
+    """A p - a at the argmax, where p = 1 / (1 + r), without cancellation.
+
+    When the argmax carries most of the target (a >= A/2), p is close to 1 and A p - a would
+    cancel; it equals (sum of the other coefficients) - A r / (1 + r), whose terms are exact or
+    small. Otherwise p may be small and A / (1 + r) - a is the accurate form.
+    """
+    dominant = others - total * rest / (1 + rest)
+    plain = total / (1 + rest) - a_argmax
+    return xp.where(a_argmax >= total / 2, dominant, plain)
 
 
 def _refuse_nonfinite_maximum(maximum):
@@ -331,13 +367,15 @@ def _softmax_rows(problem, want_loss, want_grad):
 def _reduce(problem, loss_rows, denominator):
     xp = problem.xp
     if problem.reduction == "none":
+        if isinstance(loss_rows, np.ndarray):
+            loss_rows = loss_rows.astype(problem.logits.dtype, copy=False)
         return xp.reshape(loss_rows, problem.loss_shape)
     if isinstance(loss_rows, np.ndarray):
         # Accumulate in float64 so the reduction adds no error visible in float32.
         total = np.sum(loss_rows, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             value = total / denominator if problem.reduction == "mean" else total
-        return loss_rows.dtype.type(value)
+        return problem.logits.dtype.type(value)
     total = xp.sum(loss_rows)
     return total / denominator if problem.reduction == "mean" else total
 
