@@ -24,9 +24,12 @@ returns the loss to the last bit. At the argmax :math:`c^*` the gradient is comp
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 import numbers
 import operator
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,7 +252,8 @@ def _generic_softmax(problem, want_loss, want_grad):
 
 def _numpy_index_rows(problem, want_loss, want_grad):
     """The NumPy fast path for class-index targets: the same arithmetic as _generic_softmax,
-    in row blocks that stay in cache, with no dense coefficient matrix."""
+    in row blocks that stay in cache, with no dense coefficient matrix, on up to two threads
+    (NumPy releases the GIL inside each operation)."""
     z = np.ascontiguousarray(problem.logits)
     n_rows, n_classes = z.shape
     dtype = z.dtype
@@ -264,77 +268,139 @@ def _numpy_index_rows(problem, want_loss, want_grad):
         row_weight = np.where(valid, weight[targets], 0).astype(dtype)
         weight_total = float(np.sum(weight, dtype=np.float64))
     denominator = np.sum(row_weight, dtype=np.float64)
+    scale = 1.0
     if want_grad and problem.reduction == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):
-            row_scale = np.asarray(1.0 / denominator, dtype=dtype)
-    else:
-        row_scale = np.asarray(1.0, dtype=dtype)
-    smooth = dtype.type(eps / n_classes)
-    one_hot_part = (1 - eps) * row_weight                     # a at the target, per row
-    smooth_rows = smooth * valid.astype(dtype)                # eps/C per valid row, else 0
-    total = one_hot_part + smooth_rows * dtype.type(weight_total)   # A per row
-
-    block = max(1, min(n_rows, BLOCK_BYTES // (n_classes * dtype.itemsize)))
-    shifted = np.empty((block, n_classes), dtype)
-    error_buffer = np.empty_like(shifted)
-    scratch = np.empty_like(shifted)
+            scale = 1.0 / denominator
+    smooth = eps / n_classes
+    rows = _RowCoefficients(
+        target=targets,
+        valid=valid,
+        one_hot=(1 - eps) * row_weight,                       # a at the target, per row
+        smooth=smooth * valid.astype(dtype),                  # eps/C per valid row, else 0
+        weight=weight,
+        weight_total=weight_total,
+        scale=scale,
+    )
     loss_rows = np.empty(n_rows, np.float64) if want_loss else None
     grad = np.empty((n_rows, n_classes), dtype) if want_grad else None
-    for start in range(0, n_rows, block):
-        stop = min(n_rows, start + block)
+    work = functools.partial(_index_rows_range, z, rows, eps, loss_rows, grad)
+    halves = _split_for_threads(n_rows, n_classes)
+    if len(halves) == 1:
+        work(*halves[0])
+    else:
+        for future in [_thread_pool().submit(work, *half) for half in halves]:
+            future.result()
+    return loss_rows, grad, denominator
+
+
+@dataclass
+class _RowCoefficients:
+    target: np.ndarray
+    valid: np.ndarray
+    one_hot: np.ndarray
+    smooth: np.ndarray
+    weight: object
+    weight_total: float
+    scale: float
+
+
+_POOL = None
+PARALLEL_MIN_ELEMENTS = 1 << 17
+
+
+def _thread_pool():
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2,
+                                                      thread_name_prefix="xentlib")
+    return _POOL
+
+
+def _split_for_threads(n_rows, n_classes):
+    if n_rows < 2 or n_rows * n_classes < PARALLEL_MIN_ELEMENTS or (os.cpu_count() or 1) < 2:
+        return [(0, n_rows)]
+    middle = n_rows // 2
+    return [(0, middle), (middle, n_rows)]
+
+
+def _exact_shift(zb, column_max, error, scratch):
+    """The rounding error of z - m by TwoSum (see softmax.exact_difference), into ``error``."""
+    shifted = scratch[1]
+    np.subtract(zb, column_max, out=shifted)
+    with np.errstate(invalid="ignore"):                       # masked entries: -inf - -inf
+        np.subtract(shifted, zb, out=error)
+        np.subtract(shifted, error, out=scratch[0])
+        np.subtract(zb, scratch[0], out=scratch[0])
+        np.add(error, column_max, out=error)
+        np.subtract(scratch[0], error, out=error)
+
+
+def _index_rows_range(z, rows, eps, loss_rows, grad, first, last):
+    n_classes = z.shape[1]
+    dtype = z.dtype
+    weight, weight_total = rows.weight, rows.weight_total
+    block = max(1, min(last - first, BLOCK_BYTES // (n_classes * dtype.itemsize)))
+    shifted = np.empty((block, n_classes), dtype)
+    error_buffer = np.empty_like(shifted) if loss_rows is not None else None
+    scratch = np.empty_like(shifted) if loss_rows is not None else None
+    ones = np.ones(n_classes, dtype)
+    for start in range(first, last, block):
+        stop = min(last, start + block)
         count = stop - start
         zb, tb, row = z[start:stop], shifted[:count], np.arange(count)
-        eb, sb = error_buffer[:count], scratch[:count]
-        yb = targets[start:stop]
+        yb = rows.target[start:stop]
         argmax = np.argmax(zb, axis=1)
         maximum = zb[row, argmax]
         if not np.isfinite(maximum).all():
             _refuse_nonfinite_maximum(maximum)
         column_max = maximum[:, None]
-        # z - m rounded (tb) and its rounding error (eb) by TwoSum, as softmax._ShiftedSlices
-        # does; then exp(z - m) = exp(tb) (1 + eb). Per-row sums are accumulated in float64.
-        np.subtract(zb, column_max, out=tb)
-        with np.errstate(invalid="ignore"):                   # masked entries: -inf - -inf
-            np.subtract(tb, zb, out=eb)
-            np.subtract(tb, eb, out=sb)
-            np.subtract(zb, sb, out=sb)
-            np.add(eb, column_max, out=eb)
-            np.subtract(sb, eb, out=eb)
-        np.nan_to_num(eb, copy=False, nan=0.0)
-        if want_loss:
-            target_gap = -tb[row, yb].astype(np.float64) - eb[row, yb]     # m - z_y, exact
+        if loss_rows is not None:
+            # The loss compensates the rounding of z - m: exp(z - m) = exp(tb) (1 + eb), with
+            # eb from TwoSum; per-row sums in float64. That buys the last bits of a loss whose
+            # target dominates. The gradient (goal 16 ULP) does without.
+            eb = error_buffer[:count]
+            _exact_shift(zb, column_max, eb, (scratch[:count], tb))
+            target_error = np.nan_to_num(eb[row, yb], nan=0.0)          # NaN if z_y = -inf
+            target_gap = -tb[row, yb].astype(np.float64) - target_error    # m - z_y, exact
             if eps > 0:
                 smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
                                else tb.astype(np.float64) @ weight)
-        np.exp(tb, out=tb)
-        np.multiply(tb, eb, out=sb)
-        np.add(tb, sb, out=tb)                                # exp(z - m), compensated
-        tb[row, argmax] = 0
-        rest = tb.sum(axis=1, dtype=np.float64)
-        if want_loss:
+            np.exp(tb, out=tb)
+            tb[row, argmax] = 0
+            eb[row, argmax] = 0
+            rest = tb.sum(axis=1, dtype=np.float64) + np.einsum("ij,ij->i", tb, eb)
+            masked = np.isnan(rest)               # only a masked entry makes 0 * NaN above
+            if masked.any():
+                repaired = np.nan_to_num(eb[masked], nan=0.0)
+                rest[masked] = (tb[masked].sum(axis=1, dtype=np.float64)
+                                + np.einsum("ij,ij->i", tb[masked], repaired))
             log1p_rest = np.log1p(rest)
             with np.errstate(invalid="ignore"):               # 0 * inf on ignored rows
-                lb = one_hot_part[start:stop] * (target_gap + log1p_rest)
+                lb = rows.one_hot[start:stop] * (target_gap + log1p_rest)
                 if eps > 0:
-                    lb += smooth_rows[start:stop] * (weight_total * log1p_rest + smooth_gap)
-            loss_rows[start:stop] = np.where(valid[start:stop], lb, 0)
-        if want_grad:
+                    lb += rows.smooth[start:stop] * (weight_total * log1p_rest + smooth_gap)
+            loss_rows[start:stop] = np.where(rows.valid[start:stop], lb, 0)
+        if grad is not None:
+            np.subtract(zb, column_max, out=tb)
+            np.exp(tb, out=tb)
+            tb[row, argmax] = 0
+            rest = (tb @ ones).astype(np.float64)
             gb = grad[start:stop]
-            tb_total = total[start:stop]
-            np.multiply(tb, (tb_total * row_scale / (1 + rest)).astype(dtype)[:, None], out=gb)
+            total = rows.one_hot[start:stop] + rows.smooth[start:stop] * weight_total
+            np.multiply(tb, (total * rows.scale / (1 + rest)).astype(dtype)[:, None], out=gb)
             if eps > 0:
-                coefficient = (smooth_rows[start:stop] * row_scale)[:, None]
+                coefficient = (rows.smooth[start:stop] * rows.scale)[:, None]
                 gb -= coefficient * (1 if weight is None else weight[None, :])
-            gb[row, yb] -= one_hot_part[start:stop] * row_scale
+            gb[row, yb] -= rows.one_hot[start:stop] * rows.scale
             w_argmax = 1 if weight is None else weight[argmax]
             target_is_argmax = yb == argmax
-            smooth_argmax = smooth_rows[start:stop] * w_argmax
-            a_argmax = one_hot_part[start:stop] * target_is_argmax + smooth_argmax
-            others = (one_hot_part[start:stop] * ~target_is_argmax
-                      + smooth_rows[start:stop] * weight_total - smooth_argmax)
-            gb[row, argmax] = _gradient_at_argmax(np, tb_total, a_argmax, others,
-                                                  rest) * row_scale
-    return loss_rows, grad, denominator
+            smooth_argmax = rows.smooth[start:stop] * w_argmax
+            a_argmax = rows.one_hot[start:stop] * target_is_argmax + smooth_argmax
+            others = (rows.one_hot[start:stop] * ~target_is_argmax
+                      + rows.smooth[start:stop] * weight_total - smooth_argmax)
+            gb[row, argmax] = _gradient_at_argmax(np, total, a_argmax, others,
+                                                  rest) * rows.scale
 
 
 def _gradient_at_argmax(xp, total, a_argmax, others, rest):

@@ -1,0 +1,137 @@
+"""Speed and memory of xentlib's softmax cross-entropy against PyTorch and SciPy.
+
+    make bench            # or: python benchmarks/bench_cross_entropy.py [--quick]
+
+Everything is measured side by side in this one process, and reported as ratios:
+
+- R: one read of the logits (np.sum), E: one np.exp pass over them (into a preallocated
+  buffer): the floors any implementation pays.
+- torch: torch.nn.functional.cross_entropy, the best of 1 and 2 threads; for the gradient,
+  its forward plus backward (what autograd costs), against xentlib's hand-derived _grad.
+- SciPy: scipy.special.log_softmax then the mean of the target entries (forward) and
+  softmax minus one-hot (gradient), the textbook NumPy/SciPy way.
+
+Times are the minimum over repeats. Peak extra memory is measured with tracemalloc (NumPy
+reports its allocations to it) relative to the size of the logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+import scipy.special
+import torch
+import torch.nn.functional as F
+
+import xentlib
+
+SHAPES = [(65536, 10), (8192, 1000), (1024, 32000), (256, 128256)]
+
+
+def best_time(function, repeats):
+    function()  # warm up: page faults, caches, lazy initialisation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_extra_memory(function):
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    function()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def torch_best(function, repeats):
+    times = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times.append(best_time(function, repeats))
+    return min(times)
+
+
+def measure(n, c, dtype, repeats):
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((n, c)).astype(dtype)
+    labels = rng.integers(0, c, size=n)
+    buffer = np.empty_like(logits)
+    rows = np.arange(n)
+    z_torch, y_torch = torch.from_numpy(logits), torch.from_numpy(labels)
+
+    def torch_forward():
+        F.cross_entropy(z_torch, y_torch)
+
+    def torch_forward_backward():
+        z = z_torch.detach().requires_grad_()
+        F.cross_entropy(z, y_torch).backward()
+
+    def scipy_forward():
+        return -scipy.special.log_softmax(logits, axis=1)[rows, labels].mean()
+
+    def scipy_gradient():
+        grad = scipy.special.softmax(logits, axis=1)
+        grad[rows, labels] -= 1
+        grad /= n
+        return grad
+
+    result = {
+        "R": best_time(lambda: np.sum(logits), repeats),
+        "E": best_time(lambda: np.exp(logits, out=buffer), repeats),
+        "xent_fwd": best_time(lambda: xentlib.softmax_cross_entropy(logits, labels), repeats),
+        "xent_grad": best_time(lambda: xentlib.softmax_cross_entropy_grad(logits, labels),
+                               repeats),
+        "torch_fwd": torch_best(torch_forward, repeats),
+        "torch_grad": torch_best(torch_forward_backward, repeats),
+        "scipy_fwd": best_time(scipy_forward, repeats),
+        "scipy_grad": best_time(scipy_gradient, repeats),
+    }
+    size = logits.nbytes
+    result["mem_fwd"] = peak_extra_memory(
+        lambda: xentlib.softmax_cross_entropy(logits, labels)) / size
+    result["mem_grad"] = peak_extra_memory(
+        lambda: xentlib.softmax_cross_entropy_grad(logits, labels)) / size
+    # Same numbers as torch, or the comparison means nothing.
+    expected = float(F.cross_entropy(z_torch.double(), y_torch))
+    got = float(xentlib.softmax_cross_entropy(logits, labels))
+    assert abs(got - expected) <= 1e-5 * abs(expected), (got, expected)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small shapes, 2 repeats")
+    arguments = parser.parse_args()
+    shapes = SHAPES[:2] if arguments.quick else SHAPES
+    repeats = 2 if arguments.quick else 5
+    print(f"numpy {np.__version__}, torch {torch.__version__}, scipy {scipy.__version__}; "
+          f"best of {repeats}; torch: best of 1 and 2 threads")
+    header = (f"{'N x C':>14} {'dtype':>7} | {'fwd/torch':>9} {'fwd/E':>6} {'fwd/R':>6} "
+              f"{'scipy/x':>7} | {'grad/torch':>10} {'grad/R':>6} {'torch/R':>7} {'scipy/x':>7} "
+              f"| {'mem fwd':>7} {'mem grad':>8}")
+    print(header)
+    print("-" * len(header))
+    for n, c in shapes:
+        for dtype in (np.float32, np.float64):
+            r = measure(n, c, dtype, repeats)
+            print(f"{f'{n}x{c}':>14} {np.dtype(dtype).name:>7} | "
+                  f"{r['xent_fwd'] / r['torch_fwd']:9.2f} {r['xent_fwd'] / r['E']:6.2f} "
+                  f"{r['xent_fwd'] / r['R']:6.1f} {r['scipy_fwd'] / r['xent_fwd']:7.2f} | "
+                  f"{r['xent_grad'] / r['torch_grad']:10.2f} {r['xent_grad'] / r['R']:6.1f} "
+                  f"{r['torch_grad'] / r['R']:7.1f} {r['scipy_grad'] / r['xent_grad']:7.2f} | "
+                  f"{r['mem_fwd']:6.2f}x {r['mem_grad']:7.2f}x", flush=True)
+    print("fwd/torch, grad/torch: xentlib time over torch's (below 1: xentlib is faster). "
+          "fwd/E, fwd/R, grad/R, torch/R: times in units of one exp pass (E) or one read (R) "
+          "of the logits. scipy/x: SciPy's time over xentlib's. mem: peak extra memory "
+          "over the size of the logits.")
+
+
+if __name__ == "__main__":
+    main()
