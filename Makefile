@@ -12,7 +12,8 @@ CHAPTER_SOURCES := $(sort $(wildcard chapters/[0-9][0-9]_*.md))
 CHAPTER_NOTEBOOKS := $(CHAPTER_SOURCES:.md=.ipynb)
 LIBRARY := $(wildcard xentlib/*.py)
 MATHJAX := _mathjax/mathjax/es5/tex-mml-chtml.js
-BOOK_SOURCES := _config.yml _toc.yml references.bib $(wildcard *.md) $(wildcard chapters/*.md) $(LIBRARY)
+BOOK_SOURCES := _config.yml _toc.yml references.bib $(wildcard *.md) $(wildcard chapters/*.md) \
+    $(wildcard _static/*) tools/sphinx_offline.py $(LIBRARY)
 
 .PHONY: help install book notebooks test bench lab clean
 help:

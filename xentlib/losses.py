@@ -1,7 +1,7 @@
 r"""Cross-entropy losses with exactly PyTorch's semantics, accurate to the last bits.
 
-``softmax_cross_entropy`` matches :func:`torch.nn.functional.cross_entropy`,
-``binary_cross_entropy`` matches :func:`torch.nn.functional.binary_cross_entropy` and
+``softmax_cross_entropy`` matches ``torch.nn.functional.cross_entropy``,
+``binary_cross_entropy`` matches ``torch.nn.functional.binary_cross_entropy`` and
 ``binary_cross_entropy_with_logits`` matches its namesake. The ``*_grad`` functions return the
 gradient of the reduced loss with respect to the logits, derived by hand (see the chapter on
 the gradient) rather than by automatic differentiation.
@@ -450,7 +450,7 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
                           label_smoothing=0.0):
     r"""Cross-entropy between the softmax of ``logits`` and ``target``.
 
-    Exactly the semantics of :func:`torch.nn.functional.cross_entropy`. For class-index
+    Exactly the semantics of ``torch.nn.functional.cross_entropy``. For class-index
     targets :math:`y_n`, smoothing :math:`\varepsilon` and class weights :math:`w`:
 
     .. math::
@@ -599,7 +599,7 @@ def _reduce_elementwise(xp, losses, reduction):
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     r"""Binary cross-entropy (log loss) of predicted probabilities.
 
-    Exactly the semantics of :func:`torch.nn.functional.binary_cross_entropy`:
+    Exactly the semantics of ``torch.nn.functional.binary_cross_entropy``:
 
     .. math::
 
@@ -665,7 +665,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
                                      reduction="mean"):
     r"""Binary cross-entropy of :math:`\sigma(z)`, computed from the logits :math:`z`.
 
-    Exactly the semantics of :func:`torch.nn.functional.binary_cross_entropy_with_logits`, in
+    Exactly the semantics of ``torch.nn.functional.binary_cross_entropy_with_logits``, in
     the softplus form that never overflows and needs no clamp:
 
     .. math::
