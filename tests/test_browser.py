@@ -96,7 +96,10 @@ class PageVisit:
         self.page.goto(url, wait_until="load")
         self.page.wait_for_load_state("networkidle")
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.context.close()
 
 
@@ -110,8 +113,7 @@ def wait_for_mathjax(page):
 
 @pytest.mark.parametrize("path", reader_pages() if HTML.is_dir() else [])
 def test_page_renders_offline(browser, server, path):
-    visit = PageVisit(browser, server)
-    try:
+    with PageVisit(browser, server) as visit:
         visit.open(f"{server}/{path}")
         page = visit.page
         wait_for_mathjax(page)
@@ -137,52 +139,40 @@ def test_page_renders_offline(browser, server, path):
         assert mathjax_errors == 0, "MathJax reported errors in some formulas"
         if math_elements:
             assert typeset >= math_elements, f"{math_elements} formulas, {typeset} typeset"
-    finally:
-        visit.close()
 
 
 def test_every_chapter_has_typeset_math_and_figures(browser, server):
-    visit = PageVisit(browser, server)
-    try:
+    with PageVisit(browser, server) as visit:
         for chapter in ("01_entropy", "03_kl_divergence", "08_training_a_classifier"):
             visit.open(f"{server}/chapters/{chapter}.html")
             wait_for_mathjax(visit.page)
             assert visit.page.evaluate("() => document.querySelectorAll('mjx-container').length") > 10
             assert visit.page.evaluate("() => document.querySelectorAll('figure img').length") >= 1
         assert not visit.external
-    finally:
-        visit.close()
 
 
 def test_search_finds_a_term_offline(browser, server):
-    visit = PageVisit(browser, server)
-    try:
+    with PageVisit(browser, server) as visit:
         visit.open(f"{server}/search.html?q=surprisal")
         visit.page.wait_for_selector("#search-results li", timeout=30_000)
         results = visit.page.evaluate(
             "() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
         assert any("01_entropy" in url for url in results), results
         assert not visit.external and not visit.console_errors
-    finally:
-        visit.close()
 
 
 def test_solutions_are_folded_and_unfold_on_click(browser, server):
-    visit = PageVisit(browser, server)
-    try:
+    with PageVisit(browser, server) as visit:
         visit.open(f"{server}/chapters/01_entropy.html")
         solution = visit.page.locator("div.solution.dropdown").first
         body = solution.locator(".cell").first
         assert not body.is_visible(), "solutions should be folded by default"
         solution.locator(".admonition-title").first.click()
         body.wait_for(state="visible", timeout=5_000)
-    finally:
-        visit.close()
 
 
 def test_launch_and_download_buttons_point_at_the_notebook(browser, server):
-    visit = PageVisit(browser, server)
-    try:
+    with PageVisit(browser, server) as visit:
         visit.open(f"{server}/chapters/02_cross_entropy.html")
         links = visit.page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
         assert any("colab.research.google.com" in u and u.endswith("chapters/02_cross_entropy.ipynb")
@@ -193,15 +183,12 @@ def test_launch_and_download_buttons_point_at_the_notebook(browser, server):
         response = visit.page.request.get(download[0])
         assert response.ok and '"cells"' in response.text()
         assert not visit.external                 # following no button was needed to check
-    finally:
-        visit.close()
 
 
 @pytest.mark.parametrize("width, height, label", [(1280, 900, "desktop"), (390, 844, "phone")])
 def test_screenshots_at_desktop_and_phone_widths(browser, server, width, height, label):
     ARTIFACTS.mkdir(exist_ok=True)
-    visit = PageVisit(browser, server, width, height)
-    try:
+    with PageVisit(browser, server, width, height) as visit:
         for path in sorted(SCREENSHOTS):
             visit.open(f"{server}/{path}")
             wait_for_mathjax(visit.page)
@@ -211,5 +198,3 @@ def test_screenshots_at_desktop_and_phone_widths(browser, server, width, height,
                 "() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at {width}px wide"
         assert not visit.external
-    finally:
-        visit.close()
