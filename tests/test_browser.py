@@ -198,3 +198,24 @@ def test_screenshots_at_desktop_and_phone_widths(browser, server, width, height,
                 "() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at {width}px wide"
         assert not visit.external
+
+
+def test_next_links_walk_through_the_book_in_order(browser, server):
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    expected = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    with PageVisit(browser, server) as visit:
+        visit.open(f"{server}/index.html")
+        visited = []
+        for _ in range(len(expected) + 1):
+            visited.append(urlsplit(visit.page.url).path.strip("/").removesuffix(".html"))
+            following = visit.page.locator("a.right-next")
+            if following.count() == 0:
+                break
+            following.first.click()
+            visit.page.wait_for_load_state("load")
+        assert visited == expected, f"next links visit {visited}"
+        visit.page.locator("a.left-prev").first.click()
+        visit.page.wait_for_load_state("load")
+        assert visit.page.url.endswith(f"{expected[-2]}.html")
