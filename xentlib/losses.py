@@ -119,8 +119,8 @@ class _SoftmaxProblem:
 
     xp: object
     logits: object            # (M, C)
-    indices: object           # (M,) integer class per row, or None
-    valid: object             # (M,) bool: row not ignored (indices only)
+    targets: object           # (M,) class index per row (may equal ignore_index), or None
+    ignore_index: int
     probabilities: object     # (M, C) target distribution per row, or None
     weight: object            # (C,) or None
     smoothing: float
@@ -162,14 +162,7 @@ def _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoo
                 f"target of class indices must have shape {index_shape} (the logits' shape "
                 f"{shape} without the class axis {class_axis}), got {target_shape}")
         probabilities = None
-        valid = target != ignore_index
-        out_of_range = valid & ((target < 0) | (target >= n_classes))
-        if bool(xp.any(out_of_range)):
-            bad = int(target[out_of_range][0]) if target.ndim else int(target)
-            raise ValueError(
-                f"target has class index {bad} outside [0, {n_classes}) for {n_classes} "
-                f"classes (and it is not ignore_index={ignore_index})")
-        indices = xp.where(valid, target, xp.zeros_like(target))
+        _check_class_indices(xp.reshape(target, (-1,)), n_classes, ignore_index, xp)
     elif kind == "float":
         if target_shape == index_shape:
             raise TypeError(
@@ -186,14 +179,31 @@ def _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoo
     # Flatten to rows of C logits, class axis last: (C,) -> (1, C); (N, C, d...) -> (N*d..., C).
     rows = logits if logits.ndim == 2 else xp.reshape(
         xp.moveaxis(logits, class_axis, -1), (-1, n_classes))
+    targets = None
     if probabilities is not None:
         probabilities = probabilities if probabilities.ndim == 2 else xp.reshape(
             xp.moveaxis(probabilities, class_axis, -1), (-1, n_classes))
     else:
-        indices = xp.reshape(indices, (-1,))
-        valid = xp.reshape(valid, (-1,))
-    return _SoftmaxProblem(xp, rows, indices, valid, probabilities, weight, smoothing, reduction,
-                           index_shape, shape, class_axis)
+        targets = xp.reshape(target, (-1,))
+    return _SoftmaxProblem(xp, rows, targets, ignore_index, probabilities, weight, smoothing,
+                           reduction, index_shape, shape, class_axis)
+
+
+# Class indices are checked and turned into per-row coefficients in chunks of this many rows,
+# so that for few classes (C = 10) the bookkeeping never rivals the logits in size.
+INDEX_CHUNK = 1 << 14
+
+
+def _check_class_indices(targets, n_classes, ignore_index, xp):
+    for start in range(0, targets.shape[0], INDEX_CHUNK):
+        chunk = targets[start:start + INDEX_CHUNK]
+        if int(xp.min(chunk)) >= 0 and int(xp.max(chunk)) < n_classes:
+            continue
+        bad = chunk[((chunk < 0) | (chunk >= n_classes)) & (chunk != ignore_index)]
+        if bad.shape[0]:
+            raise ValueError(
+                f"target has class index {int(bad[0])} outside [0, {n_classes}) for "
+                f"{n_classes} classes (and it is not ignore_index={ignore_index})")
 
 
 def _restore_logits_layout(problem, rows):
@@ -216,10 +226,13 @@ def _coefficients(problem):
         a = weight[None, :] * (problem.probabilities * (1 - eps) + eps / n_classes)
         return a, n_rows
     classes = xp.arange(n_classes, device=getattr(z, "device", None))
-    one_hot = xp.astype(problem.indices[:, None] == classes[None, :], z.dtype)
-    row_weight = xp.where(problem.valid, weight[problem.indices], xp.zeros_like(weight[problem.indices]))
-    valid = xp.astype(problem.valid, z.dtype)
-    a = (1 - eps) * row_weight[:, None] * one_hot + (eps / n_classes) * valid[:, None] * weight[None, :]
+    valid = problem.targets != problem.ignore_index
+    indices = xp.where(valid, problem.targets, xp.zeros_like(problem.targets))
+    one_hot = xp.astype(indices[:, None] == classes[None, :], z.dtype)
+    row_weight = xp.where(valid, weight[indices], xp.zeros_like(weight[indices]))
+    valid = xp.astype(valid, z.dtype)
+    a = ((1 - eps) * row_weight[:, None] * one_hot
+         + (eps / n_classes) * valid[:, None] * weight[None, :])
     return a, xp.sum(row_weight)
 
 
@@ -252,40 +265,33 @@ def _generic_softmax(problem, want_loss, want_grad):
 
 def _numpy_index_rows(problem, want_loss, want_grad):
     """The NumPy fast path for class-index targets: the same arithmetic as _generic_softmax,
-    in row blocks that stay in cache, with no dense coefficient matrix, on up to two threads
-    (NumPy releases the GIL inside each operation)."""
+    in row blocks that stay in cache, with no dense coefficient matrix and no per-row array
+    beyond one block, on up to two threads (NumPy releases the GIL inside each operation).
+
+    Returns the per-row losses for ``reduction="none"``, otherwise one float64 partial sum
+    per block (all a reduction needs), the gradient, and the mean's denominator.
+    """
     z = np.ascontiguousarray(problem.logits)
     n_rows, n_classes = z.shape
-    dtype = z.dtype
-    eps = problem.smoothing
-    targets = problem.indices.astype(np.intp, copy=False)
-    valid = problem.valid
-    weight = problem.weight
-    if weight is None:
-        row_weight = valid.astype(dtype)
-        weight_total = float(n_classes)
-    else:
-        row_weight = np.where(valid, weight[targets], 0).astype(dtype)
-        weight_total = float(np.sum(weight, dtype=np.float64))
-    denominator = np.sum(row_weight, dtype=np.float64)
-    scale = 1.0
+    rows = _IndexTargets(problem.targets, problem.ignore_index, problem.weight, n_classes,
+                         problem.smoothing, z.dtype)
+    denominator = rows.weight_sum()
+    rows.scale = 1.0
     if want_grad and problem.reduction == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = 1.0 / denominator
-    smooth = eps / n_classes
-    rows = _RowCoefficients(
-        target=targets,
-        valid=valid,
-        one_hot=(1 - eps) * row_weight,                       # a at the target, per row
-        smooth=smooth * valid.astype(dtype),                  # eps/C per valid row, else 0
-        weight=weight,
-        weight_total=weight_total,
-        scale=scale,
-    )
-    loss_rows = np.empty(n_rows, np.float64) if want_loss else None
-    grad = np.empty((n_rows, n_classes), dtype) if want_grad else None
-    work = functools.partial(_index_rows_range, z, rows, eps, loss_rows, grad)
-    halves = _split_for_threads(n_rows, n_classes)
+            rows.scale = 1.0 / denominator
+    block = max(1, min(n_rows, BLOCK_BYTES // (n_classes * z.dtype.itemsize)))
+    starts = list(range(0, n_rows, block))
+    if want_loss and problem.reduction == "none":
+        loss_rows = np.empty(n_rows, np.float64)
+    elif want_loss:
+        loss_rows = np.zeros(len(starts), np.float64)
+    else:
+        loss_rows = None
+    grad = np.empty((n_rows, n_classes), z.dtype) if want_grad else None
+    work = functools.partial(_index_rows_range, z, rows, block, loss_rows, grad,
+                             problem.reduction == "none")
+    halves = _split_for_threads(len(starts), n_rows * n_classes)
     if len(halves) == 1:
         work(*halves[0])
     else:
@@ -294,15 +300,42 @@ def _numpy_index_rows(problem, want_loss, want_grad):
     return loss_rows, grad, denominator
 
 
-@dataclass
-class _RowCoefficients:
-    target: np.ndarray
-    valid: np.ndarray
-    one_hot: np.ndarray
-    smooth: np.ndarray
-    weight: object
-    weight_total: float
-    scale: float
+class _IndexTargets:
+    """Class-index targets and weights, turned into per-row coefficients one block at a time.
+
+    For row n with target y, the loss coefficients are a = (1 - eps) w_y e_y + (eps / C) w on
+    rows not equal to ignore_index, and 0 on ignored rows.
+    """
+
+    def __init__(self, targets, ignore_index, weight, n_classes, eps, dtype):
+        self.targets, self.ignore_index, self.weight = targets, ignore_index, weight
+        self.eps, self.dtype = eps, dtype
+        self.smooth = eps / n_classes
+        self.weight_total = (float(n_classes) if weight is None
+                             else float(np.sum(weight, dtype=np.float64)))
+
+    def block(self, start, stop):
+        """Targets made safe for indexing, validity, and the two coefficient parts per row."""
+        raw = self.targets[start:stop]
+        valid = raw != self.ignore_index
+        safe = np.where(valid, raw, 0).astype(np.intp, copy=False)
+        if self.weight is None:
+            row_weight = valid.astype(self.dtype)
+        else:
+            row_weight = np.where(valid, self.weight[safe], 0).astype(self.dtype)
+        one_hot = (1 - self.eps) * row_weight                  # a at the target
+        smooth = self.smooth * valid.astype(self.dtype)        # eps/C on valid rows, else 0
+        return safe, valid, one_hot, smooth
+
+    def weight_sum(self):
+        """The mean's denominator: the sum of the targets' weights over rows not ignored."""
+        total = 0.0
+        for start in range(0, self.targets.shape[0], INDEX_CHUNK):
+            chunk = self.targets[start:start + INDEX_CHUNK]
+            kept = chunk[chunk != self.ignore_index]
+            total += kept.shape[0] if self.weight is None else float(
+                np.sum(self.weight[kept], dtype=np.float64))
+        return total
 
 
 _POOL = None
@@ -317,11 +350,12 @@ def _thread_pool():
     return _POOL
 
 
-def _split_for_threads(n_rows, n_classes):
-    if n_rows < 2 or n_rows * n_classes < PARALLEL_MIN_ELEMENTS or (os.cpu_count() or 1) < 2:
-        return [(0, n_rows)]
-    middle = n_rows // 2
-    return [(0, middle), (middle, n_rows)]
+def _split_for_threads(n_blocks, n_elements):
+    """Ranges of block indices, one per thread: two when there is enough work and two cores."""
+    if n_blocks < 2 or n_elements < PARALLEL_MIN_ELEMENTS or (os.cpu_count() or 1) < 2:
+        return [(0, n_blocks)]
+    middle = n_blocks // 2
+    return [(0, middle), (middle, n_blocks)]
 
 
 def _exact_shift(zb, column_max, error, scratch):
@@ -336,20 +370,20 @@ def _exact_shift(zb, column_max, error, scratch):
         np.subtract(scratch[0], error, out=error)
 
 
-def _index_rows_range(z, rows, eps, loss_rows, grad, first, last):
-    n_classes = z.shape[1]
+def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, last_block):
+    n_rows, n_classes = z.shape
     dtype = z.dtype
-    weight, weight_total = rows.weight, rows.weight_total
-    block = max(1, min(last - first, BLOCK_BYTES // (n_classes * dtype.itemsize)))
+    weight, weight_total, eps = rows.weight, rows.weight_total, rows.eps
     shifted = np.empty((block, n_classes), dtype)
     error_buffer = np.empty_like(shifted) if loss_rows is not None else None
     scratch = np.empty_like(shifted) if loss_rows is not None else None
     ones = np.ones(n_classes, dtype)
-    for start in range(first, last, block):
-        stop = min(last, start + block)
+    for block_index in range(first_block, last_block):
+        start = block_index * block
+        stop = min(n_rows, start + block)
         count = stop - start
         zb, tb, row = z[start:stop], shifted[:count], np.arange(count)
-        yb = rows.target[start:stop]
+        yb, valid, one_hot, smooth = rows.block(start, stop)
         argmax = np.argmax(zb, axis=1)
         maximum = zb[row, argmax]
         if not np.isfinite(maximum).all():
@@ -377,28 +411,31 @@ def _index_rows_range(z, rows, eps, loss_rows, grad, first, last):
                                 + np.einsum("ij,ij->i", tb[masked], repaired))
             log1p_rest = np.log1p(rest)
             with np.errstate(invalid="ignore"):               # 0 * inf on ignored rows
-                lb = rows.one_hot[start:stop] * (target_gap + log1p_rest)
+                lb = one_hot * (target_gap + log1p_rest)
                 if eps > 0:
-                    lb += rows.smooth[start:stop] * (weight_total * log1p_rest + smooth_gap)
-            loss_rows[start:stop] = np.where(rows.valid[start:stop], lb, 0)
+                    lb += smooth * (weight_total * log1p_rest + smooth_gap)
+            lb = np.where(valid, lb, 0)
+            if per_row:
+                loss_rows[start:stop] = lb
+            else:
+                loss_rows[block_index] = np.sum(lb)
         if grad is not None:
             np.subtract(zb, column_max, out=tb)
             np.exp(tb, out=tb)
             tb[row, argmax] = 0
             rest = (tb @ ones).astype(np.float64)
             gb = grad[start:stop]
-            total = rows.one_hot[start:stop] + rows.smooth[start:stop] * weight_total
+            total = one_hot + smooth * weight_total
             np.multiply(tb, (total * rows.scale / (1 + rest)).astype(dtype)[:, None], out=gb)
             if eps > 0:
-                coefficient = (rows.smooth[start:stop] * rows.scale)[:, None]
+                coefficient = (smooth * rows.scale)[:, None]
                 gb -= coefficient * (1 if weight is None else weight[None, :])
-            gb[row, yb] -= rows.one_hot[start:stop] * rows.scale
+            gb[row, yb] -= one_hot * rows.scale
             w_argmax = 1 if weight is None else weight[argmax]
             target_is_argmax = yb == argmax
-            smooth_argmax = rows.smooth[start:stop] * w_argmax
-            a_argmax = rows.one_hot[start:stop] * target_is_argmax + smooth_argmax
-            others = (rows.one_hot[start:stop] * ~target_is_argmax
-                      + rows.smooth[start:stop] * weight_total - smooth_argmax)
+            smooth_argmax = smooth * w_argmax
+            a_argmax = one_hot * target_is_argmax + smooth_argmax
+            others = one_hot * ~target_is_argmax + smooth * weight_total - smooth_argmax
             gb[row, argmax] = _gradient_at_argmax(np, total, a_argmax, others,
                                                   rest) * rows.scale
 
@@ -425,7 +462,7 @@ def _refuse_nonfinite_maximum(maximum):
 
 
 def _softmax_rows(problem, want_loss, want_grad):
-    if problem.indices is not None and isinstance(problem.logits, np.ndarray):
+    if problem.targets is not None and isinstance(problem.logits, np.ndarray):
         return _numpy_index_rows(problem, want_loss, want_grad)
     return _generic_softmax(problem, want_loss, want_grad)
 
