@@ -5,12 +5,13 @@
 Each ``chapters/NN_topic.md`` is the source a person edits; its paired ``.ipynb`` holds the
 outputs that the book shows and that nbval checks. This script reads the source with jupytext,
 runs every cell in a fresh kernel with ``chapters/`` as the working directory, and writes the
-paired notebook. Timing metadata is not recorded, so re-running an unchanged chapter leaves its
-notebook byte for byte the same. A cell that raises stops the script with the chapter's name.
+paired notebook. Timing metadata is not recorded and cell ids are derived from the cells, so
+re-running an unchanged chapter leaves its notebook byte for byte the same. A cell that raises stops the script with the chapter's name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,11 @@ def execute(source: Path) -> Path:
     # A non-interactive MPLBACKEND in the environment would stop figures reaching the notebook.
     os.environ.pop("MPLBACKEND", None)
     notebook = jupytext.read(source)
+    for index, cell in enumerate(notebook.cells):
+        # jupytext invents random cell ids on every read; derive them from the cell instead so
+        # that re-executing an unchanged chapter changes nothing in git.
+        digest = hashlib.sha1(f"{index}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()
+        cell.id = digest[:12]
     client = NotebookClient(
         notebook,
         timeout=900,
