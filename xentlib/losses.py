@@ -41,7 +41,7 @@ from ._validation import (
     namespace_of,
     scalar_if_0d,
 )
-from .softmax import _ShiftedSlices
+from .softmax import _ShiftedSlices, sigmoid, softplus
 
 __all__ = [
     "softmax_cross_entropy",
@@ -153,7 +153,6 @@ def _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoo
     kind = _dtype_kind(target, xp)
     target_shape = tuple(target.shape)
     if kind == "float" and target_shape == shape:
-        indices, valid = None, None
         probabilities = xp.astype(target, logits.dtype)
         check_probabilities(probabilities, "target", xp, axis=class_axis)
     elif kind == "int":
@@ -685,11 +684,6 @@ def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     return scalar_if_0d(_reduce_elementwise(xp, losses, reduction))
 
 
-def _softplus(z, xp):
-    """log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|)."""
-    return xp.maximum(z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z)))
-
-
 def _check_pos_weight(pos_weight, logits, xp):
     if pos_weight is None:
         return None
@@ -740,10 +734,10 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     xp, logits, target, weight, reduction = _prepare_binary(logits, "logits", target, weight,
                                                             reduction)
     pos_weight = _check_pos_weight(pos_weight, logits, xp)
-    positive = _softplus(-logits, xp)
+    positive = softplus(-logits, xp)
     if pos_weight is not None:
         positive = positive * pos_weight
-    losses = target * positive + (1 - target) * _softplus(logits, xp)
+    losses = target * positive + (1 - target) * softplus(logits, xp)
     if weight is not None:
         losses = losses * weight
     return scalar_if_0d(_reduce_elementwise(xp, losses, reduction))
@@ -766,8 +760,6 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     >>> binary_cross_entropy_with_logits_grad([0.0, 2.0], [1.0, 0.0], reduction="sum").round(4)
     array([-0.5   ,  0.8808])
     """
-    from .softmax import sigmoid
-
     xp, logits, target, weight, reduction = _prepare_binary(logits, "logits", target, weight,
                                                             reduction)
     pos_weight = _check_pos_weight(pos_weight, logits, xp)

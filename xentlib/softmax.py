@@ -271,4 +271,10 @@ def log_sigmoid(z):
     """
     xp = namespace_of(z)
     z = as_real_array(z, "z", xp)
-    return scalar_if_0d(xp.minimum(z, xp.zeros_like(z)) - xp.log1p(xp.exp(-xp.abs(z))))
+    return scalar_if_0d(-softplus(-z, xp))
+
+
+def softplus(z, xp):
+    """log(1 + e^z) without overflow, ``max(z, 0) + log1p(e^-|z|)``; ``z`` already an array
+    of namespace ``xp`` (the binary losses and log_sigmoid share it)."""
+    return xp.maximum(z, xp.zeros_like(z)) + xp.log1p(xp.exp(-xp.abs(z)))
