@@ -189,6 +189,49 @@ def test_loss_within_two_ulp_of_mpmath(case, dtype):
         assert ulp_error(got, exact, dtype) <= 2.0, f"{name}: {got!r} vs {float(exact)!r}"
 
 
+def mixed_batch(dtype, n_classes, n_rows, seed):
+    """Random rows of several scales, a quarter of them with a dominant logit, and rows far
+    outside the range where exp(z) may be taken unshifted (+100, -1e4, -200), so that one
+    batch goes through every path of the NumPy implementation."""
+    rng = np.random.default_rng(seed)
+    scales = rng.choice([0.3, 1.0, 5.0, 30.0], size=(n_rows, 1))
+    z = rng.standard_normal((n_rows, n_classes)) * scales
+    labels = rng.integers(0, n_classes, size=n_rows)
+    z[: n_rows // 4, 0] += 16.0
+    labels[: n_rows // 8] = 0
+    z[n_rows // 4::9] += 100.0
+    z[n_rows // 4 + 1::9] -= 1e4
+    z[n_rows // 4 + 2::9] -= 200.0
+    return z.astype(dtype), labels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes, n_rows", [(10, 300), (200, 60)])
+def test_random_and_mixed_rows_within_two_ulp_of_mpmath(dtype, n_classes, n_rows):
+    z, labels = mixed_batch(dtype, n_classes, n_rows, seed=n_classes)
+    losses = softmax_cross_entropy(z, labels, reduction="none")
+    worst = 0.0
+    for row, label, got in zip(z, labels, losses):
+        exact = mp_softmax_cross_entropy_row(row, label)    # mpmath, 50 digits, same inputs
+        if abs(float(exact)) >= np.finfo(dtype).tiny:
+            worst = max(worst, ulp_error(got, exact, dtype))
+    assert worst <= 2.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_of_mixed_rows_within_16_ulp_of_mpmath(dtype):
+    z, labels = mixed_batch(dtype, 10, 120, seed=3)
+    grad = softmax_cross_entropy_grad(z, labels, reduction="sum")
+    worst = 0.0
+    for row, label, got in zip(z, labels, grad):
+        exact = mp_softmax(row)                            # mpmath softmax, 50 digits
+        exact[label] -= 1
+        for g, e in zip(got, exact):
+            if abs(float(e)) >= np.finfo(dtype).tiny:
+                worst = max(worst, ulp_error(g, e, dtype))
+    assert worst <= 16.0
+
+
 def test_dominant_target_where_the_usual_formula_returns_zero():
     # In float32 logsumexp(z) - z_y rounds to 0 here; torch returns 0 as well.
     z = np.array([[0.0, -18.5, -19.0, -20.0]], dtype=np.float32)

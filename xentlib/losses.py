@@ -20,6 +20,13 @@ Both terms of the loss are non-negative, so nothing cancels: when the target dom
 (loss :math:`\approx 10^{-8}`), the usual ``logsumexp(z) - z_y`` returns 0 in float32 while this
 returns the loss to the last bit. At the argmax :math:`c^*` the gradient is computed as
 :math:`\sum_{c \ne c^*} a_c - A\,r/(1 + r)` for the same reason.
+
+How :math:`r` is computed: the array-API path (torch tensors, probability targets) rounds
+:math:`z - m` and compensates that rounding with TwoSum. The NumPy path for class indices
+takes :math:`e^{z_c - m} = e^{z_c} e^{-m}` instead (see ``_Unshifted``): no shifted copy of
+the logits, one exponential per entry, the factor :math:`e^{-m}` in a wider type, and the rows
+where that is unsafe, or where the loss is too small next to :math:`r` to absorb the rounding
+of float32's ``exp``, recomputed exactly.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ._validation import (
     namespace_of,
     scalar_if_0d,
 )
-from .softmax import _ShiftedSlices, sigmoid, softplus
+from .softmax import _ShiftedSlices, exact_difference, sigmoid, softplus
 
 __all__ = [
     "softmax_cross_entropy",
@@ -52,8 +59,11 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
-# Rows per block are chosen so one block of logits (and its exp) stays in a 256 KiB L2 cache.
-BLOCK_BYTES = 1 << 18
+# Rows per block: one block of exponentials stays in a core's L2 cache (1 MiB here; larger
+# blocks mean fewer Python-level steps), and with few classes a block is at most 1/16 of
+# the rows, so that per-row temporaries stay small next to the logits.
+BLOCK_BYTES = 1 << 20
+BLOCKS_AT_LEAST = 16
 
 
 # --- argument checking specific to the losses ---------------------------------------------------
@@ -279,7 +289,8 @@ def _numpy_index_rows(problem, want_loss, want_grad):
     if want_grad and problem.reduction == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):
             rows.scale = 1.0 / denominator
-    block = max(1, min(n_rows, BLOCK_BYTES // (n_classes * z.dtype.itemsize)))
+    block = max(1, min(-(-n_rows // BLOCKS_AT_LEAST),
+                       BLOCK_BYTES // (n_classes * z.dtype.itemsize)))
     starts = list(range(0, n_rows, block))
     if want_loss and problem.reduction == "none":
         loss_rows = np.empty(n_rows, np.float64)
@@ -310,6 +321,8 @@ class _IndexTargets:
         self.targets, self.ignore_index, self.weight = targets, ignore_index, weight
         self.eps, self.dtype = eps, dtype
         self.smooth = eps / n_classes
+        self.unshifted_loss = _Unshifted.for_rows(dtype, n_classes, for_loss=True)
+        self.unshifted_grad = _Unshifted.for_rows(dtype, n_classes, for_loss=False)
         self.weight_total = (float(n_classes) if weight is None
                              else float(np.sum(weight, dtype=np.float64)))
 
@@ -369,74 +382,213 @@ def _exact_shift(zb, column_max, error, scratch):
         np.subtract(scratch[0], error, out=error)
 
 
-def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, last_block):
-    n_rows, n_classes = z.shape
-    dtype = z.dtype
+@dataclass(frozen=True)
+class _Unshifted:
+    r"""When :math:`e^{z_j - m}` may be computed as :math:`e^{z_j} \cdot e^{-m}`.
+
+    Subtracting the row maximum costs a pass over the logits, and for the loss five more to
+    recover its rounding error (TwoSum). Exponentiating the logits themselves and scaling the
+    row sum by :math:`e^{-m}` afterwards costs neither, and is exact in the shift: every
+    :math:`e^{z_j}` is the exponential of an input exactly as given. It is safe for a row when
+
+    - :math:`m` is at most ``highest``, so no :math:`e^{z_j}` and no row sum overflows, and
+    - entries whose :math:`e^{z_j}` falls below the normal range (absolute error at most a few
+      ``subnormal``) cannot move the result: checked per row after the fact.
+
+    The factor :math:`e^{-m}` is one rounding shared by a whole row, so it is taken in a
+    wider type (``scale_type``: float64 for float32 logits, the x87 long double for float64);
+    where long double is no wider than float64, float64 losses keep the shifted path.
+    """
+
+    highest: float
+    subnormal: float
+    tiny: float
+    scale_type: object
+
+    @classmethod
+    def for_rows(cls, dtype, n_classes, for_loss):
+        info = np.finfo(dtype)
+        scale_type = np.float64
+        if dtype == np.float64 and for_loss:
+            if np.finfo(np.longdouble).nmant < 63:
+                return None
+            scale_type = np.longdouble
+        highest = math.log(float(info.max)) - math.log(n_classes) - 1.0
+        return cls(highest, float(info.smallest_subnormal), float(info.tiny), scale_type)
+
+    def factor(self, maximum):
+        """e^{-m} in the wide type (infinite for very negative m: such rows are redone)."""
+        return np.exp(-maximum.astype(self.scale_type))
+
+    def losses_safe(self, maximum, rest, unshift, n_classes):
+        """Rows where underflowed terms (error <= 4 subnormals each, times e^{-m}) change rest
+        by less than 2^-30 of itself."""
+        return ((maximum <= self.highest)
+                & (n_classes * 4 * self.subnormal * unshift <= rest * 2.0 ** -30))
+
+
+def _compensated_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows):
+    """Per-row losses from z - m with its rounding error compensated (TwoSum), float64.
+
+    exp(z - m) = exp(tb) (1 + eb), with eb the exact rounding error of tb = z - m; per-row sums
+    in float64. This is the path for label smoothing (whose sum of m - z_c must not be formed
+    as C m - sum z_c) and for the rows _Unshifted cannot take.
+    """
+    row = np.arange(zb.shape[0])
     weight, weight_total, eps = rows.weight, rows.weight_total, rows.eps
-    shifted = np.empty((block, n_classes), dtype)
-    error_buffer = np.empty_like(shifted) if loss_rows is not None else None
-    scratch = np.empty_like(shifted) if loss_rows is not None else None
-    ones = np.ones(n_classes, dtype)
-    for block_index in range(first_block, last_block):
-        start = block_index * block
-        stop = min(n_rows, start + block)
-        count = stop - start
-        zb, tb, row = z[start:stop], shifted[:count], np.arange(count)
-        yb, valid, one_hot, smooth = rows.block(start, stop)
-        argmax = np.argmax(zb, axis=1)
-        maximum = zb[row, argmax]
-        if not np.isfinite(maximum).all():
-            _refuse_nonfinite_maximum(maximum)
-        column_max = maximum[:, None]
-        if loss_rows is not None:
-            # The loss compensates the rounding of z - m: exp(z - m) = exp(tb) (1 + eb), with
-            # eb from TwoSum; per-row sums in float64. That buys the last bits of a loss whose
-            # target dominates. The gradient (goal 16 ULP) does without.
-            eb = error_buffer[:count]
-            _exact_shift(zb, column_max, eb, (scratch[:count], tb))
-            target_error = np.nan_to_num(eb[row, yb], nan=0.0)          # NaN if z_y = -inf
-            target_gap = -tb[row, yb].astype(np.float64) - target_error    # m - z_y, exact
-            if eps > 0:
-                smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
-                               else tb.astype(np.float64) @ weight)
-            np.exp(tb, out=tb)
-            tb[row, argmax] = 0
-            eb[row, argmax] = 0
-            rest = tb.sum(axis=1, dtype=np.float64) + np.einsum("ij,ij->i", tb, eb)
-            masked = np.isnan(rest)               # only a masked entry makes 0 * NaN above
-            if masked.any():
-                repaired = np.nan_to_num(eb[masked], nan=0.0)
-                rest[masked] = (tb[masked].sum(axis=1, dtype=np.float64)
-                                + np.einsum("ij,ij->i", tb[masked], repaired))
-            log1p_rest = np.log1p(rest)
-            with np.errstate(invalid="ignore"):               # 0 * inf on ignored rows
-                lb = one_hot * (target_gap + log1p_rest)
-                if eps > 0:
-                    lb += smooth * (weight_total * log1p_rest + smooth_gap)
-            lb = np.where(valid, lb, 0)
-            if per_row:
-                loss_rows[start:stop] = lb
-            else:
-                loss_rows[block_index] = np.sum(lb)
-        if grad is not None:
-            np.subtract(zb, column_max, out=tb)
-            np.exp(tb, out=tb)
-            tb[row, argmax] = 0
-            rest = (tb @ ones).astype(np.float64)
-            gb = grad[start:stop]
-            total = one_hot + smooth * weight_total
-            np.multiply(tb, (total * rows.scale / (1 + rest)).astype(dtype)[:, None], out=gb)
-            if eps > 0:
-                coefficient = (smooth * rows.scale)[:, None]
-                gb -= coefficient * (1 if weight is None else weight[None, :])
-            gb[row, yb] -= one_hot * rows.scale
-            w_argmax = 1 if weight is None else weight[argmax]
-            target_is_argmax = yb == argmax
-            smooth_argmax = smooth * w_argmax
-            a_argmax = one_hot * target_is_argmax + smooth_argmax
-            others = one_hot * ~target_is_argmax + smooth * weight_total - smooth_argmax
-            gb[row, argmax] = _gradient_at_argmax(np, total, a_argmax, others,
-                                                  rest) * rows.scale
+    eb, scratch = np.empty_like(tb), np.empty_like(tb)
+    _exact_shift(zb, maximum[:, None], eb, (scratch, tb))
+    target_error = np.nan_to_num(eb[row, yb], nan=0.0)              # NaN if z_y = -inf
+    target_gap = -tb[row, yb].astype(np.float64) - target_error       # m - z_y, exact
+    if eps > 0:
+        smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
+                       else tb.astype(np.float64) @ weight)
+    np.exp(tb, out=tb)
+    tb[row, argmax] = 0
+    eb[row, argmax] = 0
+    rest = tb.sum(axis=1, dtype=np.float64) + np.einsum("ij,ij->i", tb, eb)
+    masked = np.isnan(rest)                   # only a masked entry makes 0 * NaN above
+    if masked.any():
+        repaired = np.nan_to_num(eb[masked], nan=0.0)
+        rest[masked] = (tb[masked].sum(axis=1, dtype=np.float64)
+                        + np.einsum("ij,ij->i", tb[masked], repaired))
+    log1p_rest = np.log1p(rest)
+    with np.errstate(invalid="ignore"):                   # 0 * inf on ignored rows
+        losses = one_hot * (target_gap + log1p_rest)
+        if eps > 0:
+            losses += smooth * (weight_total * log1p_rest + smooth_gap)
+    return losses
+
+
+def _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot, unshifted):
+    """Per-row losses (no smoothing) from exp(z) scaled by e^{-m}, and the rows to redo.
+
+    The loss is l = (m - z_y) + log1p(rest), and a relative error d in rest moves it by a
+    relative kappa d with kappa = rest / ((1 + rest) l) <= 1. Where kappa <= 1/4 the rounding
+    of the exponentials (NumPy's float32 exp is within 2.4 ULP) is diluted below an ULP of the
+    loss; the other rows, where the loss is small next to rest, are refined.
+    """
+    row = np.arange(zb.shape[0])
+    np.exp(zb, out=tb)                    # overflows only in rows above highest: redone
+    tb[row, argmax] = 0
+    unshift = unshifted.factor(maximum)
+    rest = (tb.sum(axis=1, dtype=np.float64).astype(unshifted.scale_type) * unshift)
+    redo = ~unshifted.losses_safe(maximum, rest, unshift, zb.shape[1])
+    rest = rest.astype(np.float64)
+    # m - z_y: exact in float64 for float32 logits, one rounding for float64.
+    gap = maximum.astype(np.float64) - zb[row, yb].astype(np.float64)
+    loss = gap + np.log1p(rest)
+    sensitive = np.flatnonzero((4 * rest > (1 + rest) * loss) & ~redo)
+    if sensitive.shape[0]:
+        loss[sensitive] = _refined_losses(zb, tb, sensitive, yb, argmax, maximum, unshift)
+    return one_hot * loss, redo
+
+
+def _refined_losses(zb, tb, rows, yb, argmax, maximum, unshift):
+    """(m - z_y) + log1p(rest) for the given rows, with rest free of rounding in float64 terms.
+
+    float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits: the
+    float64 exponentials (within 0.5 ULP each) summed in long double.
+    """
+    m, at = maximum[rows], (np.arange(rows.shape[0]), argmax[rows])
+    if zb.dtype == np.float32:
+        terms, m = zb[rows].astype(np.float64), m.astype(np.float64)
+        gap = m - terms[at[0], yb[rows]]
+        np.subtract(terms, m[:, None], out=terms)
+        np.exp(terms, out=terms)
+        terms[at] = 0
+        return gap + np.log1p(terms.sum(axis=1))
+    wide = np.longdouble
+    rest = tb[rows].sum(axis=1, dtype=wide) * unshift[rows]
+    gap = m.astype(wide) - zb[rows, yb[rows]].astype(wide)
+    return (gap + np.log1p(rest)).astype(np.float64)
+
+
+def _block_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows):
+    if rows.eps > 0 or rows.unshifted_loss is None:
+        return _compensated_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows)
+    losses, redo = _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot, rows.unshifted_loss)
+    if redo.any():
+        sub = np.flatnonzero(redo)
+        losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax[sub],
+                                          maximum[sub], one_hot[sub], smooth[sub], rows)
+    return losses
+
+
+def _exp_exactly_shifted(z, maximum):
+    """exp(z - m) without the error of rounding z - m (|z - m| ULP/2, 32 ULP at z - m = -76).
+
+    float32: the difference is exact in float64. float64: exp(hi) (1 + lo) with hi + lo = z - m
+    exactly (TwoSum). For the few rows that cannot take e^{-m} out of the exponential.
+    """
+    if z.dtype == np.float32:
+        return np.exp(z.astype(np.float64) - maximum)
+    hi, lo = exact_difference(z, maximum)
+    lo[~np.isfinite(lo)] = 0                      # masked entries: -inf - m
+    result = np.exp(hi)
+    return result + result * lo
+
+
+def _block_gradient(zb, tb, gb, ones, yb, argmax, maximum, one_hot, smooth, rows):
+    """Rows of the gradient of the reduced loss, into gb."""
+    row = np.arange(zb.shape[0])
+    weight, weight_total, unshifted = rows.weight, rows.weight_total, rows.unshifted_grad
+    total = one_hot + smooth * weight_total
+    coefficient = (total * rows.scale).astype(np.float64)
+    # p = exp(z) e^{-m} / (1 + rest): the row factor absorbs e^{-m}. Safe where the factor is
+    # 0 or a normal number at most 1, so an exp(z) below the normal range only ever feeds an
+    # entry that is below it too.
+    np.exp(zb, out=tb)
+    tb[row, argmax] = 0
+    unshift = unshifted.factor(maximum)
+    rest = (tb @ ones).astype(np.float64) * unshift
+    factor = coefficient * unshift / (1 + rest)
+    direct = ((maximum <= unshifted.highest) & (coefficient * unshift <= 1)
+              & ((factor == 0) | (factor >= unshifted.tiny)))
+    if not direct.all():
+        sub = np.flatnonzero(~direct)
+        shifted = _exp_exactly_shifted(zb[sub], maximum[sub, None])
+        shifted[np.arange(sub.shape[0]), argmax[sub]] = 0
+        rest[sub] = shifted.sum(axis=1, dtype=np.float64)
+        factor[sub] = coefficient[sub] / (1 + rest[sub])
+        tb[sub] = shifted
+    np.multiply(tb, factor.astype(zb.dtype)[:, None], out=gb)
+    if rows.eps > 0:
+        gb -= (smooth * rows.scale)[:, None] * (1 if weight is None else weight[None, :])
+    gb[row, yb] -= one_hot * rows.scale
+    w_argmax = 1 if weight is None else weight[argmax]
+    target_is_argmax = yb == argmax
+    smooth_argmax = smooth * w_argmax
+    a_argmax = one_hot * target_is_argmax + smooth_argmax
+    others = one_hot * ~target_is_argmax + smooth * weight_total - smooth_argmax
+    gb[row, argmax] = _gradient_at_argmax(np, total, a_argmax, others, rest) * rows.scale
+
+
+def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, last_block):
+    shifted = np.empty((block, z.shape[1]), z.dtype)
+    ones = np.ones(z.shape[1], z.dtype)
+    # exp(z) overflows, and inf * 0 or inf - inf appear, only in rows that are then redone.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for block_index in range(first_block, last_block):
+            start = block_index * block
+            stop = min(z.shape[0], start + block)
+            zb = z[start:stop]
+            yb, valid, one_hot, smooth = rows.block(start, stop)
+            argmax = np.argmax(zb, axis=1)
+            maximum = zb[np.arange(stop - start), argmax]
+            if not np.isfinite(maximum).all():
+                _refuse_nonfinite_maximum(maximum)
+            if loss_rows is not None:
+                losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
+                                       one_hot, smooth, rows)
+                losses = np.where(valid, losses, 0)
+                if per_row:
+                    loss_rows[start:stop] = losses
+                else:
+                    loss_rows[block_index] = np.sum(losses)
+            if grad is not None:
+                _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb, argmax,
+                                maximum, one_hot, smooth, rows)
 
 
 def _gradient_at_argmax(xp, total, a_argmax, others, rest):
