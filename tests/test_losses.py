@@ -232,6 +232,30 @@ def test_gradient_of_mixed_rows_within_16_ulp_of_mpmath(dtype):
     assert worst <= 16.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tied_maxima_within_two_ulp_loss_and_16_ulp_gradient_of_mpmath(dtype):
+    # With few classes the NumPy path never locates the argmax: it excludes every entry equal
+    # to the row maximum, then adds back the ties (loss) or redoes the row (gradient).
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((40, 10))
+    z[:, 3] = z[:, 7] = z.max(axis=1) + rng.choice([0.0, 1e-3, 20.0], size=40)
+    z[::5] = 0.0                                              # all ten classes tied
+    labels = rng.choice([3, 7, 0], size=40)
+    z = z.astype(dtype)
+    losses = softmax_cross_entropy(z, labels, reduction="none")
+    grad = softmax_cross_entropy_grad(z, labels, reduction="sum")
+    worst_loss = worst_grad = 0.0
+    for row, label, loss, g_row in zip(z, labels, losses, grad):
+        exact_loss = mp_softmax_cross_entropy_row(row, label)   # mpmath, 50 digits
+        worst_loss = max(worst_loss, ulp_error(loss, exact_loss, dtype))
+        exact = mp_softmax(row)                                  # mpmath softmax, 50 digits
+        exact[label] -= 1
+        worst_grad = max(worst_grad, max(ulp_error(g, e, dtype) for g, e in zip(g_row, exact)
+                                         if abs(float(e)) >= np.finfo(dtype).tiny))
+    assert worst_loss <= 2.0
+    assert worst_grad <= 16.0
+
+
 def test_dominant_target_where_the_usual_formula_returns_zero():
     # In float32 logsumexp(z) - z_y rounds to 0 here; torch returns 0 as well.
     z = np.array([[0.0, -18.5, -19.0, -20.0]], dtype=np.float32)

@@ -26,7 +26,9 @@ How :math:`r` is computed: the array-API path (torch tensors, probability target
 takes :math:`e^{z_c - m} = e^{z_c} e^{-m}` instead (see ``_Unshifted``): no shifted copy of
 the logits, one exponential per entry, the factor :math:`e^{-m}` in a wider type, and the rows
 where that is unsafe, or where the loss is too small next to :math:`r` to absorb the rounding
-of float32's ``exp``, recomputed exactly.
+of float32's ``exp``, recomputed exactly. With few classes it holds each block transposed, so
+that per-row reductions are vectorised over rows (see ``_Transposed``), and computes float32
+losses in float64 throughout.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ REDUCTIONS = ("mean", "sum", "none")
 # the rows, so that per-row temporaries stay small next to the logits.
 BLOCK_BYTES = 1 << 20
 BLOCKS_AT_LEAST = 16
+# Up to this many classes a block is processed transposed, as (C, rows): see _Transposed.
+FEW_CLASSES = 32
 
 
 # --- argument checking specific to the losses ---------------------------------------------------
@@ -480,27 +484,29 @@ def _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot, unshifted):
     loss = gap + np.log1p(rest)
     sensitive = np.flatnonzero((4 * rest > (1 + rest) * loss) & ~redo)
     if sensitive.shape[0]:
-        loss[sensitive] = _refined_losses(zb, tb, sensitive, yb, argmax, maximum, unshift)
+        loss[sensitive] = _refined_losses(zb[sensitive], tb[sensitive], argmax[sensitive],
+                                          yb[sensitive], maximum[sensitive], unshift[sensitive])
     return one_hot * loss, redo
 
 
-def _refined_losses(zb, tb, rows, yb, argmax, maximum, unshift):
-    """(m - z_y) + log1p(rest) for the given rows, with rest free of rounding in float64 terms.
+def _refined_losses(z, others, argmax, y, maximum, unshift):
+    """(m - z_y) + log1p(rest) for rows z, with rest free of rounding in float64 terms.
 
-    float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits: the
-    float64 exponentials (within 0.5 ULP each) summed in long double.
+    float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits:
+    ``others``, the float64 exponentials (within 0.5 ULP each) with the argmax's zeroed,
+    summed in long double and scaled by ``unshift`` = e^{-m}.
     """
-    m, at = maximum[rows], (np.arange(rows.shape[0]), argmax[rows])
-    if zb.dtype == np.float32:
-        terms, m = zb[rows].astype(np.float64), m.astype(np.float64)
-        gap = m - terms[at[0], yb[rows]]
+    if z.dtype == np.float32:
+        terms, m = z.astype(np.float64), maximum.astype(np.float64)
+        at = (np.arange(z.shape[0]), argmax)
+        gap = m - terms[at[0], y]
         np.subtract(terms, m[:, None], out=terms)
         np.exp(terms, out=terms)
         terms[at] = 0
         return gap + np.log1p(terms.sum(axis=1))
     wide = np.longdouble
-    rest = tb[rows].sum(axis=1, dtype=wide) * unshift[rows]
-    gap = m.astype(wide) - zb[rows, yb[rows]].astype(wide)
+    rest = others.sum(axis=1, dtype=wide) * unshift
+    gap = maximum.astype(wide) - z[np.arange(z.shape[0]), y].astype(wide)
     return (gap + np.log1p(rest)).astype(np.float64)
 
 
@@ -564,9 +570,111 @@ def _block_gradient(zb, tb, gb, ones, yb, argmax, maximum, one_hot, smooth, rows
     gb[row, argmax] = _gradient_at_argmax(np, total, a_argmax, others, rest) * rows.scale
 
 
+class _Transposed:
+    """Scratch space for a block of few classes, held transposed as (C, rows).
+
+    With C = 10, a reduction along each row (argmax, max, sum over ``axis=1``) is a short
+    loop per row and dominates the time. Transposed, every per-row reduction runs along the
+    first axis, one vectorised pass per class over all the rows of the block, and the argmax
+    is never located: ``z < m`` marks the entries that are not a row maximum.
+    """
+
+    def __init__(self, n_classes, block, dtype, for_loss):
+        # float32 losses are computed in float64 throughout (see _few_class_losses).
+        wide = np.float64 if for_loss else dtype
+        self.logits = np.empty((n_classes, block), wide)
+        self.exps = None if for_loss else np.empty((n_classes, block), dtype)
+        self.below = np.empty((n_classes, block), bool)
+
+    def load(self, zb):
+        """The block transposed, its row maxima, and the mask of entries below them."""
+        n = zb.shape[0]
+        zt, below = self.logits[:, :n], self.below[:, :n]
+        np.copyto(zt, zb.T)
+        maximum = zt.max(axis=0)
+        if not np.isfinite(maximum).all():
+            _refuse_nonfinite_maximum(maximum)
+        np.less(zt, maximum, out=below)
+        return zt, maximum, below
+
+    @staticmethod
+    def extra_maxima(below):
+        """Per row, how often the maximum occurs beyond once (almost always 0: checked first)."""
+        n_classes, n = below.shape
+        if np.count_nonzero(below) == n * (n_classes - 1):
+            return 0
+        return (n_classes - 1) - below.sum(axis=0, dtype=np.uint8)
+
+
+def _few_class_losses(zb, space, yb, one_hot, smooth, rows):
+    """Losses of one block of float32 logits with few classes, in float64 throughout.
+
+    The shift z - m of float32 values is exact in float64 (or so far below m that its
+    exponential is 0 either way), float64's exp is within 1 ULP of float64, so r and the loss
+    carry errors near 2^-50: the only visible rounding is the final one to float32. At C = 10
+    this is faster than float32 exponentials plus the refinement that most such rows need.
+    """
+    zt, maximum, below = space.load(zb)
+    gap = maximum - zb.ravel()[np.arange(zb.shape[0]) * zb.shape[1] + yb]
+    np.subtract(zt, maximum, out=zt)
+    if rows.eps > 0:                                   # sum of w_c (m - z_c), exact terms
+        smooth_gap = -(zt.sum(axis=0) if rows.weight is None
+                       else rows.weight.astype(np.float64) @ zt)
+    np.exp(zt, out=zt)
+    np.multiply(zt, below, out=zt)
+    log1p_rest = np.log1p(zt.sum(axis=0) + space.extra_maxima(below))
+    losses = one_hot * (gap + log1p_rest)
+    if rows.eps > 0:
+        losses += smooth * (rows.weight_total * log1p_rest + smooth_gap)
+    return losses
+
+
+def _few_class_gradient(zb, space, yb, one_hot, smooth, rows, gb):
+    """Gradient rows of one block with few classes (no smoothing), into ``gb``: the arithmetic
+    of _block_gradient, transposed. Rows with a tied maximum, and rows where e^{-m} cannot be
+    taken out of the exponentials, are redone by _block_gradient."""
+    n, n_classes = zb.shape
+    zt, maximum, below = space.load(zb)
+    exps = np.exp(zt, out=space.exps[:, :n])     # overflows only in rows above highest: redone
+    others = np.multiply(exps, below, out=zt)
+    unshifted = rows.unshifted_grad
+    coefficient = (one_hot * rows.scale).astype(np.float64)
+    unshift = unshifted.factor(maximum)
+    rest = others.sum(axis=0, dtype=np.float64) * unshift
+    factor = coefficient * unshift / (1 + rest)
+    redo = ~((maximum <= unshifted.highest) & (coefficient * unshift <= 1)
+             & ((factor == 0) | (factor >= unshifted.tiny)))
+    redo |= space.extra_maxima(below) != 0
+    np.multiply(exps, factor.astype(zb.dtype), out=gb.T)
+    flat = gb.ravel()
+    # A p_y - a_y at the target: where the target is the maximum, A (p_y - 1) = -A r / (1 + r)
+    # without cancellation; elsewhere p_y <= 1/2 and A p_y - a_y is accurate as it is.
+    target = np.arange(n) * n_classes + yb
+    at_maximum = zb.ravel()[target] == maximum
+    flat[target] = np.where(at_maximum, -coefficient * rest / (1 + rest),
+                            flat[target] - coefficient)
+    if redo.any():
+        sub = np.flatnonzero(redo)
+        z_sub, g_sub = zb[sub], np.empty((sub.shape[0], n_classes), zb.dtype)
+        _block_gradient(z_sub, np.empty_like(z_sub), g_sub, np.ones(n_classes, zb.dtype),
+                        yb[sub], np.argmax(z_sub, axis=1), maximum[sub], one_hot[sub],
+                        smooth[sub], rows)
+        gb[sub] = g_sub
+
+
 def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, last_block):
-    shifted = np.empty((block, z.shape[1]), z.dtype)
-    ones = np.ones(z.shape[1], z.dtype)
+    n_classes = z.shape[1]
+    few = n_classes <= FEW_CLASSES
+    few_loss = few and z.dtype == np.float32
+    few_grad = few and rows.eps == 0
+    if loss_rows is not None and few_loss:
+        loss_space = _Transposed(n_classes, block, z.dtype, for_loss=True)
+    if grad is not None and few_grad:
+        grad_space = _Transposed(n_classes, block, z.dtype, for_loss=False)
+    row_wise = (loss_rows is not None and not few_loss) or (grad is not None and not few_grad)
+    if row_wise:
+        shifted = np.empty((block, n_classes), z.dtype)
+        ones = np.ones(n_classes, z.dtype)
     # exp(z) overflows, and inf * 0 or inf - inf appear, only in rows that are then redone.
     with np.errstate(over="ignore", invalid="ignore"):
         for block_index in range(first_block, last_block):
@@ -574,21 +682,29 @@ def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, las
             stop = min(z.shape[0], start + block)
             zb = z[start:stop]
             yb, valid, one_hot, smooth = rows.block(start, stop)
-            argmax = np.argmax(zb, axis=1)
-            maximum = zb[np.arange(stop - start), argmax]
-            if not np.isfinite(maximum).all():
-                _refuse_nonfinite_maximum(maximum)
+            if row_wise:
+                argmax = np.argmax(zb, axis=1)
+                maximum = zb[np.arange(stop - start), argmax]
+                if not np.isfinite(maximum).all():
+                    _refuse_nonfinite_maximum(maximum)
             if loss_rows is not None:
-                losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
-                                       one_hot, smooth, rows)
+                if few_loss:
+                    losses = _few_class_losses(zb, loss_space, yb, one_hot, smooth, rows)
+                else:
+                    losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
+                                           one_hot, smooth, rows)
                 losses = np.where(valid, losses, 0)
                 if per_row:
                     loss_rows[start:stop] = losses
                 else:
                     loss_rows[block_index] = np.sum(losses)
             if grad is not None:
-                _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb, argmax,
-                                maximum, one_hot, smooth, rows)
+                if few_grad:
+                    _few_class_gradient(zb, grad_space, yb, one_hot, smooth, rows,
+                                        grad[start:stop])
+                else:
+                    _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb,
+                                    argmax, maximum, one_hot, smooth, rows)
 
 
 def _gradient_at_argmax(xp, total, a_argmax, others, rest):
