@@ -1,4 +1,5 @@
-"""Independent references for the tests: mpmath at 50 significant digits.
+"""Independent references for the tests: mpmath at 50 significant digits, and the hard
+inputs that the accuracy tests and ``benchmarks/bench_accuracy.py`` check against it.
 
 Every reference takes the exact floating-point inputs the function under test receives
 (converted to mpf without rounding) and computes the textbook formula in 50-digit arithmetic,
@@ -36,3 +37,40 @@ def ulp_error(computed, exact, dtype):
     if spacing == 0 or not np.isfinite(spacing):
         raise ValueError("exact value is not a finite normal number of this dtype")
     return float(abs(mpmath.mpf(float(computed)) - exact) / mpmath.mpf(float(spacing)))
+
+
+# --- hard inputs ---------------------------------------------------------------------------------
+
+def accuracy_cases():
+    """(name, logits, target) for which a textbook formula overflows, cancels or rounds."""
+    rng = np.random.default_rng(6)
+    dominant = rng.standard_normal(10)
+    dominant[4] = dominant.max() + 18.7                 # true loss about 1e-8
+    big = rng.standard_normal(131_072)
+    yield "all equal", np.zeros(7), 3
+    yield "large positive", rng.uniform(-1, 1, 12) + 1e4, 5
+    yield "large negative", rng.uniform(-1, 1, 12) - 1e4, 5
+    yield "spread of 2e4", np.array([1e4, -1e4, 0.0, 5e3]), 2
+    yield "near float32 exp overflow", np.array([88.7, 88.0, 80.0, -88.0]), 1
+    yield "near float64 exp overflow", np.array([709.0, 708.9, 700.0, -5.0]), 0
+    yield "dominant target", dominant, 4
+    yield "dominant target, huge logits", dominant + 3e3, 4
+    yield "masked classes", np.array([1.0, -np.inf, 2.5, -np.inf, 0.3]), 2
+    yield "128k classes", big, 77
+    yield "128k classes, dominant target", np.where(np.arange(big.size) == 9, 30.0, big), 9
+
+
+def mixed_batch(dtype, n_classes, n_rows, seed):
+    """Random rows of several scales, a quarter of them with a dominant logit, and rows far
+    outside the range where exp(z) may be taken unshifted (+100, -1e4, -200), so that one
+    batch goes through every path of the NumPy implementation."""
+    rng = np.random.default_rng(seed)
+    scales = rng.choice([0.3, 1.0, 5.0, 30.0], size=(n_rows, 1))
+    z = rng.standard_normal((n_rows, n_classes)) * scales
+    labels = rng.integers(0, n_classes, size=n_rows)
+    z[: n_rows // 4, 0] += 16.0
+    labels[: n_rows // 8] = 0
+    z[n_rows // 4::9] += 100.0
+    z[n_rows // 4 + 1::9] -= 1e4
+    z[n_rows // 4 + 2::9] -= 200.0
+    return z.astype(dtype), labels
