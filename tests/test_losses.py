@@ -265,6 +265,40 @@ def test_masked_target_gives_infinite_loss_and_finite_gradient():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [3, 40])                # few-class and row-wise paths
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_masked_class_with_zero_coefficient_contributes_nothing(dtype, n_classes,
+                                                                 label_smoothing, probabilities):
+    # PyTorch computes 0 * (-inf) = NaN here. xentlib returns the limit as the masked logit
+    # goes to -inf: the reference is PyTorch with -inf replaced by the most negative finite
+    # number, whose term is then 0 * (finite) = 0.
+    z = np.full((2, n_classes), -1.0)
+    z[:, :3] = [[1.0, -np.inf, 0.5], [0.2, 0.1, 0.0]]
+    weight = np.ones(n_classes)
+    weight[:3] = [1.0, 0.0, 2.0]                                # the masked class weighs 0
+    if probabilities:
+        target = np.zeros((2, n_classes))
+        target[:, 0], target[:, 2] = 0.4, 0.6                    # no mass on the masked class
+    else:
+        target = np.array([1, 2])                               # row 0 targets the masked class
+    z, weight = z.astype(dtype), weight.astype(dtype)
+    target = target.astype(dtype) if probabilities else target
+    finite = np.where(np.isinf(z), np.finfo(dtype).min, z)
+    options = dict(label_smoothing=label_smoothing, reduction="none")
+    expected = F.cross_entropy(torch.from_numpy(finite), torch.from_numpy(target),
+                               weight=torch.from_numpy(weight), **options).numpy()
+    assert np.isfinite(expected).all()
+    assert torch.isnan(F.cross_entropy(torch.from_numpy(z), torch.from_numpy(target),
+                                       weight=torch.from_numpy(weight), **options)[0])
+    for as_tensor in (False, True):
+        wrap = torch.from_numpy if as_tensor else np.asarray
+        got = softmax_cross_entropy(wrap(z), wrap(target), weight=wrap(weight), **options)
+        got = got.numpy() if as_tensor else got
+        np.testing.assert_allclose(got, expected, **TOLERANCE[dtype])
+
+
 def test_all_ignored_mean_is_nan_as_in_torch():
     z = np.zeros((2, 3))
     labels = np.array([-100, -100])

@@ -343,6 +343,14 @@ class _IndexTargets:
         smooth = self.smooth * valid.astype(self.dtype)        # eps/C on valid rows, else 0
         return safe, valid, one_hot, smooth
 
+    def generic_losses(self, logits, start, selected):
+        """Losses of some rows of a block by _generic_softmax, which leaves out the terms
+        whose coefficient is 0 (a class of weight 0 masked with -inf gives 0, not 0 * inf)."""
+        targets = self.targets[start:start + selected.shape[0]][selected]
+        rows = _SoftmaxProblem(namespace_of(logits), logits, targets, self.ignore_index, None,
+                               self.weight, self.eps, "none", targets.shape, logits.shape, 1)
+        return _generic_softmax(rows, want_loss=True, want_grad=False)[0]
+
     def weight_sum(self):
         """The mean's denominator: the sum of the targets' weights over rows not ignored."""
         total = 0.0
@@ -694,6 +702,9 @@ def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, las
                     losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
                                            one_hot, smooth, rows)
                 losses = np.where(valid, losses, 0)
+                undefined = np.isnan(losses)        # 0 * inf: a masked class of weight 0
+                if undefined.any():
+                    losses[undefined] = rows.generic_losses(zb[undefined], start, undefined)
                 if per_row:
                     loss_rows[start:stop] = losses
                 else:
@@ -813,7 +824,9 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     -----
     Differences from PyTorch, all of them errors where PyTorch returns a number: probability
     targets must be distributions, weights must be finite and non-negative, and NaN or
-    ``+inf`` logits are refused.
+    ``+inf`` logits are refused. One more, where PyTorch returns NaN: a class masked with
+    ``-inf`` whose coefficient is 0 (weight 0, or no target probability and no smoothing)
+    contributes 0, the limit as its logit goes to :math:`-\infty`, not :math:`0 \cdot \infty`.
 
     Examples
     --------
