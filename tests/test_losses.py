@@ -160,6 +160,45 @@ def test_numpy_fast_path_agrees_with_the_generic_array_api_path(dtype, options):
     assert math.isclose(fast_denominator, float(slow_denominator), rel_tol=1e-6)
 
 
+def awkward_problem(seed, dtype):
+    """A random small problem from the corners: ties, masked classes (targets included),
+    weights with zeros, ignored rows, label smoothing up to 1, huge and tiny scales."""
+    rng = np.random.default_rng(seed)
+    n_rows, n_classes = int(rng.integers(1, 40)), int(rng.choice([1, 2, 3, 10, 32, 33, 100]))
+    z = rng.standard_normal((n_rows, n_classes)) * rng.choice([1e-3, 1.0, 30.0, 1e4])
+    z[rng.random((n_rows, n_classes)) < 0.2] = np.round(z.max())      # ties at the maximum
+    masked = rng.random((n_rows, n_classes)) < 0.2
+    masked[np.arange(n_rows), rng.integers(0, n_classes, n_rows)] = False   # never a whole row
+    z[masked] = -np.inf
+    labels = rng.integers(0, n_classes, n_rows)
+    labels[rng.random(n_rows) < 0.2] = -100
+    weight = None
+    if rng.random() < 0.6:
+        weight = rng.choice([0.0, 0.5, 1.0, 3.0], n_classes).astype(dtype)
+    options = dict(weight=weight, label_smoothing=float(rng.choice([0.0, 0.1, 1.0])),
+                   reduction=str(rng.choice(["mean", "sum", "none"])))
+    return z.astype(dtype), labels, options
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_fast_path_agrees_with_the_generic_path_in_awkward_corners(dtype):
+    for seed in range(150):
+        z, labels, options = awkward_problem(seed, dtype)
+        numpy_loss = softmax_cross_entropy(z, labels, **options)
+        numpy_grad = softmax_cross_entropy_grad(z, labels, **options)
+        tensor = dict(options, weight=None if options["weight"] is None
+                      else torch.from_numpy(options["weight"]))
+        generic_loss = softmax_cross_entropy(torch.from_numpy(z), torch.from_numpy(labels),
+                                             **tensor).numpy()
+        generic_grad = softmax_cross_entropy_grad(torch.from_numpy(z), torch.from_numpy(labels),
+                                                  **tensor).numpy()
+        context = f"seed {seed}: {z.shape}, {options}"
+        np.testing.assert_allclose(numpy_loss, generic_loss, **TOLERANCE[dtype],
+                                   err_msg=context)
+        np.testing.assert_allclose(numpy_grad, generic_grad, **TOLERANCE[dtype],
+                                   err_msg=context)
+
+
 # --- accuracy against mpmath --------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
