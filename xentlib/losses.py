@@ -501,7 +501,7 @@ def _refined_losses(z, others, argmax, y, maximum, unshift):
     """(m - z_y) + log1p(rest) for rows z, with rest free of rounding in float64 terms.
 
     float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits:
-    ``others``, the float64 exponentials (within 0.5 ULP each) with the argmax's zeroed,
+    ``others``, the float64 exponentials (within 0.5 ULP each) with the argmax's term zeroed,
     summed in long double and scaled by ``unshift`` = e^{-m}.
     """
     if z.dtype == np.float32:
