@@ -141,7 +141,11 @@ def test_torch_tensors_round_trip_with_autograd():
     (lambda: softmax([-np.inf, -np.inf]), ValueError, "all -inf"),
     (lambda: log_softmax([[0.0, 1.0], [-np.inf, -np.inf]]), ValueError, "every class is masked"),
     (lambda: softmax(["a"]), TypeError, "z must be a real numeric array"),
-    (lambda: softmax(1.0), ValueError, "z must have at least one dimension"),
+    (lambda: softmax(1.0, axis=1), ValueError, "out of bounds for a 0-d z"),
+    (lambda: logsumexp(1.0, axis=0.5), TypeError, "axis must be an integer"),
+    (lambda: softmax(np.ma.array([1.0, 2.0], mask=[0, 1])), TypeError, "z is a NumPy masked"),
+    (lambda: logsumexp(np.ma.array([1.0, 2.0])), TypeError, "z is a NumPy masked array"),
+    (lambda: sigmoid(np.ma.array([1.0])), TypeError, "z is a NumPy masked array"),
     (lambda: logsumexp([1.0, 2.0], axis=3), ValueError, "axis 3 is out of bounds"),
     (lambda: sigmoid([1j]), TypeError, "z must be real"),
 ])

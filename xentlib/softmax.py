@@ -15,6 +15,9 @@ sum keeps all its digits instead of being rounded away against the 1. Entries eq
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 
 from ._validation import as_real_array, check_axis, namespace_of, scalar_if_0d
@@ -79,11 +82,145 @@ class _ShiftedSlices:
             )
 
 
-def _prepare(z, axis, name="z"):
+def refuse_masked_array(value, name):
+    """Raise for a NumPy masked array: ``np.asarray`` would drop its mask without a word, and
+    the masked entries would silently take part in the result."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a NumPy masked array; its mask would be ignored. Pass the data with "
+            f"masked logits set to -inf (or masked probabilities removed) as a plain array"
+        )
+
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def _softmax_family(kind, z, axis, keepdims=False):
+    """Validate ``z``, then compute ``kind`` along ``axis``: on torch tensors through an
+    autograd Function whose backward is the hand-derived gradient, on NumPy directly.
+
+    A 0-d input is one slice of length 1 (as in torch); float16 and bfloat16 are computed in
+    float32 and rounded back once, as torch does.
+    """
+    refuse_masked_array(z, "z")
     xp = namespace_of(z)
-    z = as_real_array(z, name, xp)
-    axis = check_axis(axis, z.ndim, name)
-    return xp, z, axis
+    z = as_real_array(z, "z", xp)
+    zero_d = z.ndim == 0
+    if zero_d:
+        try:
+            axis = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"axis must be an integer, got {axis!r}") from None
+        if axis not in (-1, 0):
+            raise ValueError(f"axis {axis} is out of bounds for a 0-d z, which is one slice "
+                             "of length 1: use axis -1 or 0")
+        z, axis = xp.reshape(z, (1,)), 0
+    else:
+        axis = check_axis(axis, z.ndim, "z")
+    dtype = z.dtype
+    low_precision = str(dtype).rsplit(".", 1)[-1] in _LOW_PRECISION
+    if low_precision:
+        z = xp.astype(z, xp.float32)
+    if _is_torch_tensor(z):
+        result = _torch_function(kind).apply(z, axis)
+    else:
+        result = _forward(kind, z, axis, xp)
+    if low_precision:
+        result = xp.astype(result, dtype)
+    if kind == "logsumexp" and not keepdims:
+        result = xp.squeeze(result, axis=axis)
+    if zero_d:
+        result = xp.reshape(result, ())
+    return scalar_if_0d(result)
+
+
+def _forward(kind, z, axis, xp):
+    """The value of ``kind`` (``logsumexp`` with the reduced axis kept)."""
+    if z.shape[axis] == 0 or 0 in z.shape:
+        # Nothing to sum: logsumexp of an empty slice is log 0 = -inf (SciPy, torch), and the
+        # softmax of zero entries is zero entries.
+        if kind == "logsumexp":
+            shape = list(z.shape)
+            shape[axis] = 1
+            return xp.full(tuple(shape), -float("inf"), dtype=z.dtype,
+                           device=getattr(z, "device", None))
+        return xp.asarray(z, copy=True)
+    parts = _ShiftedSlices(z, axis, xp, "z")
+    if kind == "logsumexp":
+        return parts.maximum + parts.log1p_rest
+    parts.refuse_fully_masked("z")
+    if kind == "softmax":
+        return parts.exp_shifted / (1 + parts.rest)
+    return parts.shifted - (parts.log1p_rest - parts.shift_error)
+
+
+def _is_torch_tensor(value):
+    return type(value).__module__.startswith("torch")
+
+
+@functools.cache
+def _torch_function(kind):
+    """The ``torch.autograd.Function`` for ``kind``: forward is the compensated computation
+    above, backward the derivative written out (chapter 7), not autograd through the
+    compensated arithmetic, whose rounding-error terms would leak into the gradient.
+
+    Each backward uses only saved outputs and inputs, as torch's own softmax does, so a second
+    derivative (``create_graph=True``) is correct too.
+    """
+    import torch
+
+    namespace = namespace_of(torch.zeros(0))
+
+    class LogSumExp(torch.autograd.Function):
+        # d logsumexp(z) / dz = softmax(z) = exp(z - logsumexp(z)).
+        @staticmethod
+        def forward(ctx, z, axis):
+            result = _forward("logsumexp", z, axis, namespace)
+            ctx.axis = axis
+            ctx.save_for_backward(z, result)
+            return result
+
+        @staticmethod
+        def backward(ctx, grad):
+            z, result = ctx.saved_tensors
+            if z.numel() == 0:
+                return torch.zeros_like(z), None
+            finite = torch.isfinite(result)  # a slice of only -inf is constant: gradient 0
+            s = torch.exp(z - torch.where(finite, result, torch.zeros_like(result)))
+            s = torch.where(finite, s, torch.zeros_like(s))
+            return grad * s, None
+
+    class Softmax(torch.autograd.Function):
+        # d softmax(z)_i / dz_j = s_i (delta_ij - s_j), so the vector-Jacobian product is
+        # s * (g - sum(g * s)).
+        @staticmethod
+        def forward(ctx, z, axis):
+            result = _forward("softmax", z, axis, namespace)
+            ctx.axis = axis
+            ctx.save_for_backward(result)
+            return result
+
+        @staticmethod
+        def backward(ctx, grad):
+            (s,) = ctx.saved_tensors
+            return s * (grad - torch.sum(grad * s, dim=ctx.axis, keepdim=True)), None
+
+    class LogSoftmax(torch.autograd.Function):
+        # d log softmax(z)_i / dz_j = delta_ij - s_j, so the vector-Jacobian product is
+        # g - softmax(z) * sum(g).
+        @staticmethod
+        def forward(ctx, z, axis):
+            result = _forward("log_softmax", z, axis, namespace)
+            ctx.axis = axis
+            ctx.save_for_backward(result)
+            return result
+
+        @staticmethod
+        def backward(ctx, grad):
+            (log_s,) = ctx.saved_tensors
+            return grad - torch.exp(log_s) * torch.sum(grad, dim=ctx.axis, keepdim=True), None
+
+    return {"logsumexp": LogSumExp, "softmax": Softmax, "log_softmax": LogSoftmax}[kind]
 
 
 def logsumexp(z, axis=-1, keepdims=False):
@@ -125,12 +262,7 @@ def logsumexp(z, axis=-1, keepdims=False):
     >>> logsumexp(np.array([0.0, -np.inf]))
     np.float64(0.0)
     """
-    xp, z, axis = _prepare(z, axis)
-    parts = _ShiftedSlices(z, axis, xp, "z")
-    result = parts.maximum + parts.log1p_rest
-    if not keepdims:
-        result = xp.squeeze(result, axis=axis)
-    return scalar_if_0d(result)
+    return _softmax_family("logsumexp", z, axis, keepdims)
 
 
 def log_softmax(z, axis=-1):
@@ -168,10 +300,7 @@ def log_softmax(z, axis=-1):
     >>> log_softmax([0.0, 1000.0])    # log(softmax) would give [-inf, 0.]
     array([-1000.,     0.])
     """
-    xp, z, axis = _prepare(z, axis)
-    parts = _ShiftedSlices(z, axis, xp, "z")
-    parts.refuse_fully_masked("z")
-    return parts.shifted - (parts.log1p_rest - parts.shift_error)
+    return _softmax_family("log_softmax", z, axis)
 
 
 def softmax(z, axis=-1):
@@ -208,10 +337,7 @@ def softmax(z, axis=-1):
     >>> softmax(np.array([1.0, -np.inf, 1.0]))
     array([0.5, 0. , 0.5])
     """
-    xp, z, axis = _prepare(z, axis)
-    parts = _ShiftedSlices(z, axis, xp, "z")
-    parts.refuse_fully_masked("z")
-    return parts.exp_shifted / (1 + parts.rest)
+    return _softmax_family("softmax", z, axis)
 
 
 def sigmoid(z):
@@ -238,6 +364,7 @@ def sigmoid(z):
     >>> float(sigmoid(-40.0))      # 1 / (1 + exp(40)), to full precision
     4.248354255291589e-18
     """
+    refuse_masked_array(z, "z")
     xp = namespace_of(z)
     z = as_real_array(z, "z", xp)
     small = xp.exp(-xp.abs(z))
@@ -269,6 +396,7 @@ def log_sigmoid(z):
     >>> log_sigmoid([-1000.0, 0.0, 40.0])
     array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
     """
+    refuse_masked_array(z, "z")
     xp = namespace_of(z)
     z = as_real_array(z, "z", xp)
     return scalar_if_0d(-softplus(-z, xp))
