@@ -8,6 +8,8 @@ conventions of Cover & Thomas: :math:`0 \\log 0 = 0`, and a cross-entropy or div
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._validation import (
@@ -19,11 +21,13 @@ from ._validation import (
     namespace_of,
     scalar_if_0d,
 )
+from .softmax import _is_torch_tensor, refuse_masked_array
 
 __all__ = ["entropy", "cross_entropy", "kl_divergence"]
 
 
 def _distribution(p, name, axis, xp, like=None):
+    refuse_masked_array(p, name)
     p = as_real_array(p, name, xp, like=like)
     axis = check_axis(axis, p.ndim, name)
     check_probabilities(p, name, xp, axis=axis)
@@ -31,6 +35,8 @@ def _distribution(p, name, axis, xp, like=None):
 
 
 def _distribution_pair(p, q, axis):
+    refuse_masked_array(p, "p")
+    refuse_masked_array(q, "q")
     xp = namespace_of(p, q)
     p = as_real_array(p, "p", xp)
     q = as_real_array(q, "q", xp, like=p)
@@ -43,6 +49,14 @@ def _distribution_pair(p, q, axis):
             raise ValueError(
                 f"{name} with shape {tuple(value.shape)} has no axis {axis - len(shape)} "
                 f"to hold a distribution (broadcast shape {shape})"
+            )
+        if value.shape[own_axis] != shape[axis]:
+            # Broadcasting would copy one probability across every class: [1] against a
+            # distribution over several classes is not a distribution over those classes.
+            raise ValueError(
+                f"{name} with shape {tuple(value.shape)} has length {value.shape[own_axis]} "
+                f"along the distribution axis {axis - len(shape)}, where the other argument "
+                f"has {shape[axis]} classes; the distribution axis is not broadcast"
             )
         check_probabilities(value, name, xp, axis=own_axis)
     return xp, p, q, axis
@@ -84,6 +98,11 @@ def entropy(p, axis=-1, base=None):
     TypeError
         If ``p`` is not real numeric.
 
+    Notes
+    -----
+    On torch tensors the gradient is :math:`-(\log p_i + 1)`, which is :math:`+\infty`
+    where :math:`p_i = 0`, as for ``torch.special.entr``.
+
     Examples
     --------
     A fair coin carries one bit; a fair die :math:`\log_2 6` bits.
@@ -99,11 +118,16 @@ def entropy(p, axis=-1, base=None):
     xp = namespace_of(p)
     log_base = check_base(base)
     p, axis = _distribution(p, "p", axis, xp)
+    if _is_torch_tensor(p):
+        return _in_units(_torch_function("entropy").apply(p, axis), log_base)
+    return _in_units(_entropy(p, axis, xp), log_base)
+
+
+def _entropy(p, axis, xp):
     positive = p > 0
     safe_p = xp.where(positive, p, xp.ones_like(p))
-    # where() on both sides keeps autograd free of 0 * -inf at p = 0.
     terms = xp.where(positive, -p * xp.log(safe_p), xp.zeros_like(p))
-    return _in_units(xp.sum(terms, axis=axis), log_base)
+    return xp.sum(terms, axis=axis)
 
 
 def cross_entropy(p, q, axis=-1, base=None):
@@ -138,6 +162,13 @@ def cross_entropy(p, q, axis=-1, base=None):
     TypeError
         If an argument is not real numeric.
 
+    Notes
+    -----
+    On torch tensors the gradient is that of the definition, as torch's autograd gives for
+    ``-(p * q.log()).sum()``: :math:`-\log q_i` for ``p``, also where :math:`p_i = 0`, and
+    :math:`-p_i/q_i` for ``q`` (0 where :math:`p_i = 0`). A length-1 distribution axis is not
+    broadcast against a longer one: that raises ``ValueError``.
+
     See Also
     --------
     entropy, kl_divergence
@@ -155,11 +186,17 @@ def cross_entropy(p, q, axis=-1, base=None):
     log_base = check_base(base)
     xp, p, q, axis = _distribution_pair(p, q, axis)
     p, q = xp.broadcast_arrays(p, q)
+    if _is_torch_tensor(p):
+        return _in_units(_torch_function("cross_entropy").apply(p, q, axis), log_base)
+    return _in_units(_cross_entropy(p, q, axis, xp), log_base)
+
+
+def _cross_entropy(p, q, axis, xp):
     positive = p > 0
     q_safe = xp.where(q > 0, q, xp.ones_like(q))
     terms = xp.where(positive, -p * xp.log(q_safe), xp.zeros_like(p))
     terms = xp.where(positive & (q == 0), xp.full_like(terms, float("inf")), terms)
-    return _in_units(xp.sum(terms, axis=axis), log_base)
+    return xp.sum(terms, axis=axis)
 
 
 def kl_divergence(p, q, axis=-1, base=None):
@@ -170,8 +207,10 @@ def kl_divergence(p, q, axis=-1, base=None):
         D_{\mathrm{KL}}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i} = H(p, q) - H(p)
 
     Computed term by term as :math:`p_i\,\varphi\big((q_i - p_i)/p_i\big) + [p_i = 0]\,q_i`
-    with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (``log1p`` for :math:`|d| < 1/2`, and
-    :math:`(q_i - p_i) - p_i(\log q_i - \log p_i)` otherwise, which cannot overflow). This equals the definition
+    with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (for :math:`|d| < 1/2` from the series
+    :math:`\varphi(d) = u d - 2u^3(1/3 + u^2/5 + \dots)`, :math:`u = d/(2 + d)`, which has no
+    cancellation, and :math:`(q_i - p_i) - p_i(\log q_i - \log p_i)` otherwise, which cannot
+    overflow). This equals the definition
     whenever :math:`\sum p = \sum q`, has no cancellation when ``q`` is close to ``p``
     (subtracting the two cross-entropies would leave only rounding noise) and never rounds below
     zero.
@@ -198,6 +237,13 @@ def kl_divergence(p, q, axis=-1, base=None):
     TypeError
         If an argument is not real numeric.
 
+    Notes
+    -----
+    On torch tensors the gradient is that of the definition: :math:`\log(p_i/q_i) + 1` for
+    ``p`` (:math:`-\infty` where :math:`p_i = 0`, where torch's ``kl_div`` gives NaN) and
+    :math:`-p_i/q_i` for ``q`` (0 where :math:`p_i = 0`). A length-1 distribution axis is
+    not broadcast against a longer one: that raises ``ValueError``.
+
     See Also
     --------
     entropy, cross_entropy
@@ -213,16 +259,114 @@ def kl_divergence(p, q, axis=-1, base=None):
     log_base = check_base(base)
     xp, p, q, axis = _distribution_pair(p, q, axis)
     p, q = xp.broadcast_arrays(p, q)
+    if _is_torch_tensor(p):
+        return _in_units(_torch_function("kl_divergence").apply(p, q, axis), log_base)
+    return _in_units(_kl_divergence(p, q, axis, xp), log_base)
+
+
+# 1/3, 1/5, 1/7, ...: the series of (atanh(u) - u) / u**3, enough terms for |u| <= 1/3 to
+# reach float64's precision ((1/9)**19 < 1e-18).
+_ATANH_SERIES = tuple(1.0 / (2 * k + 3) for k in range(20))
+
+
+def _log1p_gap(d, xp):
+    """``d - log1p(d)`` for ``|d| < 1/2`` without cancellation.
+
+    With ``u = d / (2 + d)``, ``log1p(d) = 2 atanh(u)`` and ``d - 2u = u d``, so
+    ``d - log1p(d) = u d - 2 u^3 (1/3 + u^2/5 + u^4/7 + ...)``: both parts are of order
+    ``d^2`` and the second is at most a tenth of the first, where subtracting ``log1p(d)``
+    from ``d`` would cancel all but ``d/2`` of the digits.
+    """
+    u = d / (2 + d)
+    u2 = u * u
+    series = xp.full_like(d, _ATANH_SERIES[-1])
+    for coefficient in reversed(_ATANH_SERIES[:-1]):
+        series = series * u2 + coefficient
+    return u * d - 2 * u * u2 * series
+
+
+def _kl_divergence(p, q, axis, xp):
     positive = p > 0
     safe_p = xp.where(positive, p, xp.ones_like(p))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        # Near q = p: p * (d - log1p(d)) with d = (q - p) / p keeps every digit of a tiny
+        # Near q = p: p * (d - log1p(d)) with d = (q - p) / p, where q - p is exact
+        # (Sterbenz) and d - log1p(d) comes from its series, keeps every digit of a tiny
         # divergence. Far from it (|d| >= 1/2, where the term is at least 0.09 p and rounding
         # cannot push it below zero): (q - p) - p (log q - log p), which cannot overflow even
         # for subnormal p. log(0) = -inf makes the term +inf where q = 0 < p.
         relative_gap = (q - p) / safe_p
-        near = p * (relative_gap - xp.log1p(relative_gap))
+        near_q = xp.abs(relative_gap) < 0.5
+        safe_gap = xp.where(near_q, relative_gap, xp.zeros_like(relative_gap))
+        near = p * _log1p_gap(safe_gap, xp)
         far = (q - p) - p * (xp.log(q) - xp.log(safe_p))
-        terms = xp.where(xp.abs(relative_gap) < 0.5, near, far)
+        terms = xp.where(near_q, near, far)
     terms = xp.where(positive, terms, q)
-    return _in_units(xp.sum(terms, axis=axis), log_base)
+    return xp.sum(terms, axis=axis)
+
+
+@functools.cache
+def _torch_function(kind):
+    r"""The ``torch.autograd.Function`` for ``kind``: the forward above, and a backward that
+    is the derivative of the textbook formula, the one torch's autograd gives for
+    ``-(p * q.log()).sum()``, ``torch.special.entr(p).sum()`` or
+    ``(p * (p / q).log()).sum()``.
+
+    The ``where`` that implements :math:`0 \log 0 = 0` in the forward would cut the gradient
+    with respect to ``p`` where :math:`p_i = 0`; the derivative is not 0 there
+    (:math:`-\log q_i` for the cross-entropy). Each backward uses only the saved inputs, so a
+    second derivative is correct too.
+    """
+    import torch
+
+    namespace = namespace_of(torch.zeros(0))
+
+    def zero_where_p_is_zero(p, values):
+        # p_i / q_i and its kin with p_i = 0 are 0, also where q_i = 0 (0 * log 0 = 0).
+        return torch.where(p == 0, torch.zeros_like(values), values)
+
+    class Entropy(torch.autograd.Function):
+        # dH/dp_i = -(log p_i + 1): +inf at p_i = 0, as torch.special.entr gives.
+        @staticmethod
+        def forward(ctx, p, axis):
+            ctx.axis = axis
+            ctx.save_for_backward(p)
+            return _entropy(p, axis, namespace)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (p,) = ctx.saved_tensors
+            grad = torch.unsqueeze(grad, ctx.axis)
+            return -grad * (torch.log(p) + 1), None
+
+    class CrossEntropy(torch.autograd.Function):
+        # dH(p, q)/dp_i = -log q_i (also where p_i = 0), dH(p, q)/dq_i = -p_i / q_i.
+        @staticmethod
+        def forward(ctx, p, q, axis):
+            ctx.axis = axis
+            ctx.save_for_backward(p, q)
+            return _cross_entropy(p, q, axis, namespace)
+
+        @staticmethod
+        def backward(ctx, grad):
+            p, q = ctx.saved_tensors
+            grad = torch.unsqueeze(grad, ctx.axis)
+            grad_q = zero_where_p_is_zero(p, -p / q)
+            return -grad * torch.log(q), grad * grad_q, None
+
+    class KLDivergence(torch.autograd.Function):
+        # dD/dp_i = log(p_i / q_i) + 1 (-inf at p_i = 0), dD/dq_i = -p_i / q_i.
+        @staticmethod
+        def forward(ctx, p, q, axis):
+            ctx.axis = axis
+            ctx.save_for_backward(p, q)
+            return _kl_divergence(p, q, axis, namespace)
+
+        @staticmethod
+        def backward(ctx, grad):
+            p, q = ctx.saved_tensors
+            grad = torch.unsqueeze(grad, ctx.axis)
+            grad_q = zero_where_p_is_zero(p, -p / q)
+            return grad * (torch.log(p) - torch.log(q) + 1), grad * grad_q, None
+
+    return {"entropy": Entropy, "cross_entropy": CrossEntropy,
+            "kl_divergence": KLDivergence}[kind]
