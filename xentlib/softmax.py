@@ -172,7 +172,8 @@ def _torch_function(kind):
     namespace = namespace_of(torch.zeros(0))
 
     class LogSumExp(torch.autograd.Function):
-        # d logsumexp(z) / dz = softmax(z) = exp(z - logsumexp(z)).
+        # d logsumexp(z) / dz = softmax(z), recomputed by Softmax below rather than as
+        # exp(z - logsumexp(z)), whose rounding of z - logsumexp(z) costs |z| * eps.
         @staticmethod
         def forward(ctx, z, axis):
             result = _forward("logsumexp", z, axis, namespace)
@@ -185,10 +186,9 @@ def _torch_function(kind):
             z, result = ctx.saved_tensors
             if z.numel() == 0:
                 return torch.zeros_like(z), None
-            finite = torch.isfinite(result)  # a slice of only -inf is constant: gradient 0
-            s = torch.exp(z - torch.where(finite, result, torch.zeros_like(result)))
-            s = torch.where(finite, s, torch.zeros_like(s))
-            return grad * s, None
+            masked = result == -float("inf")  # a slice of only -inf is constant: gradient 0
+            s = Softmax.apply(torch.where(masked, torch.zeros_like(z), z), ctx.axis)
+            return grad * torch.where(masked, torch.zeros_like(s), s), None
 
     class Softmax(torch.autograd.Function):
         # d softmax(z)_i / dz_j = s_i (delta_ij - s_j), so the vector-Jacobian product is
