@@ -246,3 +246,100 @@ def test_normalisation_tolerance_scales_with_dtype():
     entropy(p.astype(np.float32))
     with pytest.raises(ValueError, match="tolerance 1.5e-08 for float64"):
         entropy(p)
+
+
+# --- issue 14 regressions ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("function", [cross_entropy, kl_divergence])
+def test_length_one_distribution_axis_is_not_broadcast(function):
+    # A distribution over one class cannot be compared with one over two: SciPy's rel_entr
+    # would broadcast [[1], [1]] against [0.5, 0.5] and report a number; xentlib refuses.
+    p = np.array([0.5, 0.5])
+    with pytest.raises(ValueError, match=r"q with shape \(2, 1\) has length 1 along the "
+                                         r"distribution axis 1, where the other argument has 2"):
+        function(p, np.ones((2, 1)))
+    with pytest.raises(ValueError, match=r"p with shape \(1,\) has length 1"):
+        function(np.ones(1), p)
+    with pytest.raises(ValueError, match=r"q with shape \(1, 3\) has length 1 along the "
+                                         r"distribution axis 0"):
+        function(np.full((2, 3), 0.5), np.ones((1, 3)), axis=0)
+    # Batch axes still broadcast, and a length-1 axis against length 1 is a distribution.
+    assert function(np.ones((4, 1)), np.ones(1)).shape == (4,)
+    assert function(np.full((3, 2), 0.5), p).shape == (3,)
+
+
+@pytest.mark.parametrize("gap", [1e-14, 1e-12, 1e-10, 1e-6])
+def test_kl_of_nearly_equal_distributions_keeps_its_digits(gap):
+    # mpmath at 50 digits on the same float64 inputs (mp_kl). A divergence of order gap^2 is
+    # computed from terms that are each O(gap^2): its relative error stays near eps; main's
+    # d - log1p(d) left it at ~1e-3 for gap = 1e-14.
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for _ in range(20):
+        p = rng.dirichlet(np.ones(6))
+        q = p * (1 + gap * rng.standard_normal(6))
+        q = q / q.sum()
+        exact = mp_kl(p, q)
+        assert exact > 0
+        worst = max(worst, float(abs(mpmath.mpf(float(kl_divergence(p, q))) - exact) / exact))
+    assert worst <= 4 * np.finfo(np.float64).eps
+    p32 = np.array([0.25, 0.75], dtype=np.float32)
+    q32 = np.array([0.25 + 2**-24, 0.75 - 2**-24], dtype=np.float32)
+    exact32 = mp_kl(p32.astype(np.float64), q32.astype(np.float64))
+    assert abs(float(kl_divergence(p32, q32)) - float(exact32)) <= 4e-7 * float(exact32)
+
+
+def test_gradient_with_respect_to_p_where_p_is_zero():
+    # The issue's example: a one-hot p. Reference: torch's autograd of the plain formulas,
+    # -(p * log q).sum() and torch.special.entr; for KL, by hand, log(p/q) + 1 (-inf at p = 0,
+    # where the plain formula's autograd gives NaN) and -p/q.
+    q_values = [0.2, 0.3, 0.5]
+    for p_values in ([1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.2, 0.3, 0.5]):
+        p = torch.tensor(p_values, dtype=torch.float64, requires_grad=True)
+        q = torch.tensor(q_values, dtype=torch.float64, requires_grad=True)
+        p_plain = p.detach().clone().requires_grad_()
+        q_plain = q.detach().clone().requires_grad_()
+
+        cross_entropy(p, q).backward()
+        (-(p_plain * torch.log(q_plain)).sum()).backward()
+        torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-15, atol=0)
+        torch.testing.assert_close(q.grad, q_plain.grad, rtol=1e-15, atol=0)
+
+        p.grad = None
+        p_plain.grad = None
+        entropy(p).backward()
+        torch.special.entr(p_plain).sum().backward()
+        torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-15, atol=0)
+
+        p.grad = q.grad = None
+        kl_divergence(p, q).backward()
+        expected_p = [math.log(a / b) + 1 if a > 0 else -math.inf
+                      for a, b in zip(p_values, q_values)]
+        expected_q = [-a / b for a, b in zip(p_values, q_values)]
+        torch.testing.assert_close(p.grad, torch.tensor(expected_p, dtype=torch.float64),
+                                   rtol=1e-15, atol=0)
+        torch.testing.assert_close(q.grad, torch.tensor(expected_q, dtype=torch.float64),
+                                   rtol=1e-15, atol=0)
+
+
+def test_gradients_reach_broadcast_arguments_and_honour_base():
+    # Reference: torch's autograd of the plain formula, divided by log 2 for bits.
+    p = torch.tensor([[0.1, 0.9], [0.5, 0.5]], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([0.3, 0.7], dtype=torch.float64, requires_grad=True)
+    p_plain = p.detach().clone().requires_grad_()
+    q_plain = q.detach().clone().requires_grad_()
+    cross_entropy(p, q, base=2).sum().backward()
+    (-(p_plain * torch.log(q_plain)).sum() / math.log(2)).backward()
+    torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-15, atol=0)
+    torch.testing.assert_close(q.grad, q_plain.grad, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda masked: entropy(masked), "p"),
+    (lambda masked: cross_entropy(masked, [0.5, 0.5]), "p"),
+    (lambda masked: kl_divergence([0.5, 0.5], masked), "q"),
+])
+def test_masked_arrays_are_refused(call, name):
+    masked = np.ma.array([0.5, 0.5], mask=[False, True])
+    with pytest.raises(TypeError, match=f"{name} is a NumPy masked array"):
+        call(masked)

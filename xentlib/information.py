@@ -55,7 +55,7 @@ def _distribution_pair(p, q, axis):
             # distribution over several classes is not a distribution over those classes.
             raise ValueError(
                 f"{name} with shape {tuple(value.shape)} has length {value.shape[own_axis]} "
-                f"along the distribution axis {axis - len(shape)}, where the other argument "
+                f"along the distribution axis {axis}, where the other argument "
                 f"has {shape[axis]} classes; the distribution axis is not broadcast"
             )
         check_probabilities(value, name, xp, axis=own_axis)
