@@ -252,6 +252,17 @@ def logsumexp(z, axis=-1, keepdims=False):
     ------
     ValueError
         If ``z`` contains NaN or ``+inf``, or ``axis`` is out of range.
+    TypeError
+        If ``z`` is complex or a NumPy masked array, or ``axis`` is not an integer.
+
+    Notes
+    -----
+    An empty slice gives ``-inf`` (the log of an empty sum), as in SciPy and torch; a 0-d
+    ``z`` is one slice of length 1 (``axis`` -1 or 0), as in torch. On torch tensors the
+    gradient is the softmax, computed by :func:`softmax`, so tied maxima get equal shares;
+    float16 and bfloat16 are computed in float32 and rounded once. Unlike SciPy, NaN and
+    ``+inf`` raise instead of propagating, ``axis`` is one integer (no tuple, no ``None``) and
+    there are no weights ``b``.
 
     Examples
     --------
@@ -293,6 +304,16 @@ def log_softmax(z, axis=-1):
     ------
     ValueError
         If ``z`` contains NaN or ``+inf``, or some slice is entirely ``-inf``.
+    TypeError
+        If ``z`` is complex or a NumPy masked array, or ``axis`` is not an integer.
+
+    Notes
+    -----
+    An empty slice gives an empty result and a 0-d ``z`` is one slice of length 1, as in
+    torch. On torch tensors, autograd runs the derived gradient (chapter 7) through a
+    ``torch.autograd.Function``; float16 and bfloat16 are computed in float32 and rounded once,
+    as torch does. A slice of only ``-inf`` raises, where torch returns NaN and JAX (with an
+    all-False ``where``) returns 0 or ``-inf``: no distribution exists there.
 
     Examples
     --------
@@ -327,6 +348,16 @@ def softmax(z, axis=-1):
     ------
     ValueError
         If ``z`` contains NaN or ``+inf``, or some slice is entirely ``-inf``.
+    TypeError
+        If ``z`` is complex or a NumPy masked array, or ``axis`` is not an integer.
+
+    Notes
+    -----
+    An empty slice gives an empty result and a 0-d ``z`` is one slice of length 1, as in
+    torch. On torch tensors, autograd runs the derived gradient (chapter 7) through a
+    ``torch.autograd.Function``; float16 and bfloat16 are computed in float32 and rounded once,
+    as torch does. A slice of only ``-inf`` raises, where torch returns NaN and JAX (with an
+    all-False ``where``) returns 0 or ``-inf``: no distribution exists there.
 
     Examples
     --------
