@@ -73,7 +73,7 @@ def entropy(p, axis=-1, base=None):
 
         H(p) = -\sum_i p_i \log p_i
 
-    with :math:`0 \log 0 = 0`.
+    with :math:`0 \log 0 = 0`: chapter 1, equation ``eq-entropy``.
 
     Parameters
     ----------
@@ -136,6 +136,8 @@ def cross_entropy(p, q, axis=-1, base=None):
     .. math::
 
         H(p, q) = -\sum_i p_i \log q_i
+
+    (chapter 2, equation ``eq-cross-entropy``).
 
     Terms with :math:`p_i = 0` contribute 0; a term with :math:`q_i = 0 < p_i` makes the
     result :math:`+\infty`. In bits (``base=2``) it is the expected length of a code built for
@@ -205,6 +207,8 @@ def kl_divergence(p, q, axis=-1, base=None):
     .. math::
 
         D_{\mathrm{KL}}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i} = H(p, q) - H(p)
+
+    (chapter 3, equations ``eq-kl`` and ``eq-ce-decomposition``).
 
     Computed term by term as :math:`p_i\,\varphi\big((q_i - p_i)/p_i\big) + [p_i = 0]\,q_i`
     with :math:`\varphi(d) = d - \log(1 + d) \ge 0` (for :math:`|d| < 1/2` from the series

@@ -231,7 +231,8 @@ def logsumexp(z, axis=-1, keepdims=False):
         \operatorname{logsumexp}(z) = \log \sum_j e^{z_j}
         = m + \operatorname{log1p}\Big(\sum_{j \ne j^*} e^{z_j - m}\Big)
 
-    with :math:`m = \max_j z_j` attained at :math:`j^*`.
+    with :math:`m = \max_j z_j` attained at :math:`j^*`: the log1p form of chapter 6
+    (equation ``eq-log1p-form``). Its gradient is :func:`softmax`.
 
     Parameters
     ----------
@@ -284,6 +285,9 @@ def log_softmax(z, axis=-1):
         \log \operatorname{softmax}(z)_i = z_i - \operatorname{logsumexp}(z)
         = (z_i - m) - \operatorname{log1p}\Big(\sum_{j \ne j^*} e^{z_j - m}\Big)
 
+    The torch backward is :math:`g - \operatorname{softmax}(z) \sum_j g_j` (chapter 7's
+    exercise on the gradient of the log-softmax).
+
     ``log(softmax(z))`` underflows to ``-inf`` once a probability drops below the smallest
     float; this stays finite for every finite ``z`` and is exactly ``-inf`` only for masked
     entries.
@@ -331,6 +335,10 @@ def softmax(z, axis=-1):
 
         \operatorname{softmax}(z)_i = \frac{e^{z_i}}{\sum_j e^{z_j}}
         = \frac{e^{z_i - m}}{1 + \sum_{j \ne j^*} e^{z_j - m}}
+
+    Chapter 5, equation ``eq-softmax``; chapter 7 derives its Jacobian
+    :math:`\operatorname{diag}(s) - s s^\top` (``eq-softmax-jacobian``), which the torch
+    backward applies as :math:`s \odot (g - \langle g, s\rangle)`.
 
     Parameters
     ----------
