@@ -144,7 +144,7 @@ def _forward(kind, z, axis, xp):
             shape[axis] = 1
             return xp.full(tuple(shape), -float("inf"), dtype=z.dtype,
                            device=getattr(z, "device", None))
-        return xp.asarray(z, copy=True)
+        return xp.zeros_like(z)
     parts = _ShiftedSlices(z, axis, xp, "z")
     if kind == "logsumexp":
         return parts.maximum + parts.log1p_rest
@@ -260,7 +260,8 @@ def logsumexp(z, axis=-1, keepdims=False):
     -----
     An empty slice gives ``-inf`` (the log of an empty sum), as in SciPy and torch; a 0-d
     ``z`` is one slice of length 1 (``axis`` -1 or 0), as in torch. On torch tensors the
-    gradient is the softmax, computed by :func:`softmax`, so tied maxima get equal shares;
+    gradient is the softmax, computed by :func:`softmax`, so tied maxima get equal shares
+    (and a slice of only ``-inf``, where the result is constant, gets 0; torch gives NaN);
     float16 and bfloat16 are computed in float32 and rounded once. Unlike SciPy, NaN and
     ``+inf`` raise instead of propagating, ``axis`` is one integer (no tuple, no ``None``) and
     there are no weights ``b``.
