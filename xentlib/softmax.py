@@ -11,6 +11,9 @@ leaves the maximum's own term, which is exactly 1, out of the sum:
 Nothing can overflow (every exponent is at most 0), and when one entry dominates, the small
 sum keeps all its digits instead of being rounded away against the 1. Entries equal to
 ``-inf`` are masked: they get probability exactly 0. NaN and ``+inf`` raise ``ValueError``.
+
+On torch tensors each function is a ``torch.autograd.Function`` whose backward is the
+derivative written out (chapter 7), not autograd through the compensated arithmetic above.
 """
 
 from __future__ import annotations
@@ -232,7 +235,7 @@ def logsumexp(z, axis=-1, keepdims=False):
         = m + \operatorname{log1p}\Big(\sum_{j \ne j^*} e^{z_j - m}\Big)
 
     with :math:`m = \max_j z_j` attained at :math:`j^*`: the log1p form of chapter 6
-    (equation ``eq-log1p-form``). Its gradient is :func:`softmax`.
+    (equation ``eq-log1p-form``). Its gradient is the softmax.
 
     Parameters
     ----------
@@ -260,7 +263,7 @@ def logsumexp(z, axis=-1, keepdims=False):
     -----
     An empty slice gives ``-inf`` (the log of an empty sum), as in SciPy and torch; a 0-d
     ``z`` is one slice of length 1 (``axis`` -1 or 0), as in torch. On torch tensors the
-    gradient is the softmax, computed by :func:`softmax`, so tied maxima get equal shares
+    gradient is the softmax, computed by ``softmax``, so tied maxima get equal shares
     (and a slice of only ``-inf``, where the result is constant, gets 0; torch gives NaN);
     float16 and bfloat16 are computed in float32 and rounded once. Unlike SciPy, NaN and
     ``+inf`` raise instead of propagating, ``axis`` is one integer (no tuple, no ``None``) and
