@@ -320,6 +320,12 @@ def test_gradient_with_respect_to_p_where_p_is_zero():
                                    rtol=1e-15, atol=0)
         torch.testing.assert_close(q.grad, torch.tensor(expected_q, dtype=torch.float64),
                                    rtol=1e-15, atol=0)
+    # Where q_i = 0 = p_i any increase of p_i makes the divergence infinite: +inf, not NaN.
+    p = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([0.25, 0.75, 0.0], dtype=torch.float64, requires_grad=True)
+    kl_divergence(p, q).backward()
+    assert p.grad[2] == math.inf and q.grad[2] == 0.0
+    assert p.grad[0] == pytest.approx(math.log(2) + 1, rel=1e-15)
 
 
 def test_gradients_reach_broadcast_arguments_and_honour_base():

@@ -245,8 +245,9 @@ def kl_divergence(p, q, axis=-1, base=None):
     -----
     On torch tensors the gradient is that of the definition: :math:`\log(p_i/q_i) + 1` for
     ``p`` (:math:`-\infty` where :math:`p_i = 0`, where torch's ``kl_div`` gives NaN) and
-    :math:`-p_i/q_i` for ``q`` (0 where :math:`p_i = 0`). A length-1 distribution axis is
-    not broadcast against a longer one: that raises ``ValueError``.
+    :math:`-p_i/q_i` for ``q`` (0 where :math:`p_i = 0`); :math:`+\infty` for ``p`` where
+    :math:`q_i = 0`. A length-1 distribution axis is not broadcast against a longer one: that
+    raises ``ValueError``.
 
     See Also
     --------
@@ -358,7 +359,8 @@ def _torch_function(kind):
             return -grad * torch.log(q), grad * grad_q, None
 
     class KLDivergence(torch.autograd.Function):
-        # dD/dp_i = log(p_i / q_i) + 1 (-inf at p_i = 0), dD/dq_i = -p_i / q_i.
+        # dD/dp_i = log(p_i / q_i) + 1 (-inf at p_i = 0 < q_i; +inf where q_i = 0, since any
+        # p_i > 0 makes the divergence infinite), dD/dq_i = -p_i / q_i.
         @staticmethod
         def forward(ctx, p, q, axis):
             ctx.axis = axis
@@ -370,7 +372,9 @@ def _torch_function(kind):
             p, q = ctx.saved_tensors
             grad = torch.unsqueeze(grad, ctx.axis)
             grad_q = zero_where_p_is_zero(p, -p / q)
-            return grad * (torch.log(p) - torch.log(q) + 1), grad * grad_q, None
+            grad_p = torch.log(p) - torch.log(q) + 1
+            grad_p = torch.where(q == 0, torch.full_like(grad_p, float("inf")), grad_p)
+            return grad * grad_p, grad * grad_q, None
 
     return {"entropy": Entropy, "cross_entropy": CrossEntropy,
             "kl_divergence": KLDivergence}[kind]
