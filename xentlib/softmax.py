@@ -139,8 +139,8 @@ def _softmax_family(kind, z, axis, keepdims=False):
 
 def _forward(kind, z, axis, xp):
     """The value of ``kind`` (``logsumexp`` with the reduced axis kept)."""
-    if z.shape[axis] == 0 or 0 in z.shape:
-        # Nothing to sum: logsumexp of an empty slice is log 0 = -inf (SciPy, torch), and the
+    if 0 in z.shape:
+        # Nothing to compute: logsumexp of an empty slice is log 0 = -inf (SciPy, torch); the
         # softmax of zero entries is zero entries.
         if kind == "logsumexp":
             shape = list(z.shape)
