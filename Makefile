@@ -15,12 +15,13 @@ MATHJAX := _mathjax/mathjax/es5/tex-mml-chtml.js
 BOOK_SOURCES := _config.yml _toc.yml references.bib $(wildcard *.md) $(wildcard chapters/*.md) \
     $(wildcard _static/*) tools/sphinx_offline.py $(LIBRARY)
 
-.PHONY: help install book notebooks test bench lab clean
+.PHONY: help install book notebooks test bench bench-large-vocab lab clean
 help:
 	@echo "make book   create .venv if needed, install, re-execute changed chapters, build _build/html"
 	@echo "make test   every test: library, doctests, notebooks (nbval strict), the built book"
 	@echo "make lab    open the chapters in JupyterLab"
 	@echo "make bench  xentlib against torch and SciPy: speed and memory as ratios, accuracy in ULP"
+	@echo "make bench-large-vocab  chunked linear cross-entropy against the naive loss (full size on CUDA)"
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -56,6 +57,9 @@ test: $(VENV)/.installed $(MATHJAX)
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cross_entropy.py
 	$(PY) benchmarks/bench_accuracy.py
+
+bench-large-vocab: $(VENV)/.installed
+	$(PY) benchmarks/bench_large_vocab.py
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab chapters

@@ -248,9 +248,10 @@ def _forward(hidden, weight, bias, target, settings):
     safe_target = torch.where(kept, target, 0)
     loss = torch.empty(rows, dtype=acc, device=hidden.device)
     log_sum_exp = torch.empty(rows, dtype=acc, device=hidden.device)
-    # sum_j Z_nj = h_n . (sum_j w_j) + sum_j b_j, the label-smoothing term: no block loop needed.
-    weight_total = weight.to(acc).sum(dim=0)
-    bias_total = bias.to(acc).sum() if bias is not None else 0.0
+    if eps > 0:
+        # sum_j Z_nj = h_n . (sum_j w_j) + sum_j b_j, the smoothing term: no pass over blocks.
+        weight_total = weight.sum(dim=0, dtype=acc)
+        bias_total = bias.sum(dtype=acc) if bias is not None else 0.0
     for start in range(0, rows, settings.row_chunk):
         stop = min(start + settings.row_chunk, rows)
         hidden_rows = hidden[start:stop]
