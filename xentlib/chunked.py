@@ -63,8 +63,8 @@ def chunked_linear_cross_entropy(hidden, weight, target, *, bias=None,
         ``ignore_index``.
     bias : torch.Tensor, optional
         Shape ``(V,)``, same dtype and device as ``weight``.
-    chunk_size : int or (int, int), optional
-        Rows and vocabulary entries per block; one int uses it for both. Default
+    chunk_size : int or tuple of int, optional
+        Rows and vocabulary entries per block, as a pair; one int is used for both. Default
         ``(1024, 4096)``: one block of float32 logits is 16 MiB.
     ignore_index : int, optional
         Rows whose target equals it contribute nothing. Default ``-100``.
