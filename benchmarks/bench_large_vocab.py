@@ -119,6 +119,9 @@ def measure(rows, width, vocabulary, dtype, device, repeats, compiled, chunk_siz
         run = lambda function=function: step(function, hidden, weight, target)  # noqa: E731
         run()  # warm up (and compile)
         gradients[name] = (hidden.grad.float().clone(), weight.grad.float().clone())
+        # Free the warm-up's gradients first: the measured step allocates its own, which are
+        # then subtracted as gradient_bytes.
+        hidden.grad = weight.grad = None
         memory = peak_extra_bytes(run, device, gradient_bytes)
         results[name] = (memory, best_time(run, device, repeats))
         hidden.grad = weight.grad = None
