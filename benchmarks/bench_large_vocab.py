@@ -65,6 +65,7 @@ def peak_extra_bytes(run, device, gradient_bytes):
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before - gradient_bytes
     try:
+        _return_freed_memory_to_the_system()
         with open("/proc/self/clear_refs", "w") as clear:
             clear.write("5")  # reset the peak resident set size (Linux >= 4.0)
         before = _read_status_kib("VmRSS")
@@ -72,6 +73,24 @@ def peak_extra_bytes(run, device, gradient_bytes):
         return None
     run()
     return (_read_status_kib("VmHWM") - before) * 1024 - gradient_bytes
+
+
+def _return_freed_memory_to_the_system():
+    """Make glibc's malloc give every block of 64 KiB or more back to the kernel when freed.
+
+    By default glibc raises its mmap threshold after the first large free, and blocks freed
+    afterwards stay resident in the heap: a step's temporaries from the warm-up would then
+    count in the baseline, and the chunked step (whose blocks are re-used) read as nearly free.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallopt"):  # not glibc: nothing to tune
+        return
+    m_mmap_threshold = -3  # from <malloc.h>; setting it also turns off the dynamic threshold
+    if not libc.mallopt(m_mmap_threshold, 64 * 1024):
+        raise OSError("mallopt(M_MMAP_THRESHOLD) failed")
+    libc.malloc_trim(0)
 
 
 def best_time(run, device, repeats):
