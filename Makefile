@@ -15,7 +15,7 @@ MATHJAX := _mathjax/mathjax/es5/tex-mml-chtml.js
 BOOK_SOURCES := _config.yml _toc.yml references.bib $(wildcard *.md) $(wildcard chapters/*.md) \
     $(wildcard _static/*) tools/sphinx_offline.py tools/course_repository.py $(LIBRARY)
 
-.PHONY: help install book notebooks test nbval-generic-cpu bench lab repository clean
+.PHONY: help install book notebooks test nbval-generic-cpu bench bench-large-vocab lab repository clean
 help:
 	@echo "make book   create .venv if needed, install, re-execute changed chapters, build _build/html"
 	@echo "make test   every test: library, doctests, notebooks (nbval strict, on two CPU"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench  xentlib against torch and SciPy: speed and memory as ratios, accuracy in ULP"
 	@echo "make repository URL=https://github.com/OWNER/REPO [BRANCH=main]"
 	@echo "            publish: point the Colab/Binder buttons and install cells at a repository"
+	@echo "make bench-large-vocab  chunked linear cross-entropy against the naive loss (full size on CUDA)"
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -71,6 +72,9 @@ nbval-generic-cpu: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cross_entropy.py
 	$(PY) benchmarks/bench_accuracy.py
+
+bench-large-vocab: $(VENV)/.installed
+	$(PY) benchmarks/bench_large_vocab.py
 
 # Open chapters/NN_topic.md: jupytext shows it as a notebook with the outputs of NN_topic.ipynb
 # and saves both. Offline, on 127.0.0.1 (tools/jupyter_lab_config.py).

@@ -5,6 +5,7 @@ NumPy arrays (or anything :func:`numpy.asarray` accepts) or torch tensors and re
 kind; errors name the argument that was wrong.
 """
 
+from .chunked import chunked_linear_cross_entropy
 from .information import cross_entropy, entropy, kl_divergence
 from .losses import (
     binary_cross_entropy,
@@ -29,5 +30,6 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
+    "chunked_linear_cross_entropy",
 ]
 __version__ = "0.1.0"
