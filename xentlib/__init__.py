@@ -5,6 +5,7 @@ NumPy arrays (or anything :func:`numpy.asarray` accepts) or torch tensors and re
 kind; errors name the argument that was wrong.
 """
 
+from . import reference
 from .information import cross_entropy, entropy, kl_divergence
 from .losses import (
     binary_cross_entropy,
@@ -30,4 +31,4 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

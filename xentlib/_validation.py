@@ -16,6 +16,15 @@ import numpy as np
 
 __all__ = [
     "as_real_array",
+    "as_target_array",
+    "check_class_indices",
+    "check_class_weight",
+    "check_ignore_index",
+    "check_label_smoothing",
+    "check_pos_weight",
+    "check_logit_rows",
+    "check_reduction",
+    "refuse_masked_array",
     "check_axis",
     "check_base",
     "check_probabilities",
@@ -55,9 +64,10 @@ def as_real_array(value, name: str, xp, *, like=None):
             device = like.device if like is not None else None
             # A plain list or scalar beside a float32 tensor should not drag it to float64.
             dtype = like.dtype if like is not None and not isinstance(value, np.ndarray) else None
+            refuse_masked_array(value, name)
             try:
                 value = torch.as_tensor(np.asarray(value), device=device, dtype=dtype)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RuntimeError) as exc:
                 raise TypeError(f"{name} must be a real numeric array; got {value!r}") from exc
         if value.is_complex():
             raise TypeError(f"{name} must be real, got complex dtype {value.dtype}")
@@ -65,6 +75,7 @@ def as_real_array(value, name: str, xp, *, like=None):
             value = value.to(torch.float64)
         return value
 
+    refuse_masked_array(value, name)
     try:
         array = np.asarray(value)
     except ValueError as exc:  # ragged nested lists
@@ -76,6 +87,13 @@ def as_real_array(value, name: str, xp, *, like=None):
     if array.dtype.kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {array.dtype}")
     raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+
+
+def refuse_masked_array(value, name: str):
+    """A NumPy masked array would lose its mask in any computation here: refuse it."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a NumPy masked array, whose mask xentlib would ignore; pass "
+                        f"{name}.filled(...) or mask classes with -inf logits")
 
 
 def check_axis(axis, ndim: int, name: str) -> int:
@@ -161,3 +179,115 @@ def scalar_if_0d(result):
     if isinstance(result, np.ndarray) and result.ndim == 0:
         return result[()]
     return result
+
+
+# --- the losses' arguments ----------------------------------------------------------------------
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def check_label_smoothing(label_smoothing) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def check_ignore_index(ignore_index) -> int:
+    if isinstance(ignore_index, bool):
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+
+
+def _check_finite_non_negative(weight, name, xp, like):
+    if bool(xp.any(~xp.isfinite(weight))):
+        raise ValueError(f"{name} must be finite")
+    if bool(xp.any(weight < 0)):
+        raise ValueError(f"{name} must be non-negative (min {float(xp.min(weight))!r})")
+    converted = xp.astype(weight, like.dtype)
+    if bool(xp.any(~xp.isfinite(converted))):
+        raise ValueError(f"{name} has entries too large for the logits' dtype {like.dtype} "
+                         f"(max {float(xp.max(weight))!r})")
+    return converted
+
+
+def check_class_weight(weight, n_classes: int, xp, like):
+    """Class weights: shape (C,), finite and non-negative in the logits' dtype, or None."""
+    if weight is None:
+        return None
+    weight = as_real_array(weight, "weight", xp, like=like)
+    if tuple(weight.shape) != (n_classes,):
+        raise ValueError(f"weight must have shape ({n_classes},), one entry per class, "
+                         f"got shape {tuple(weight.shape)}")
+    return _check_finite_non_negative(weight, "weight", xp, like)
+
+
+def check_pos_weight(pos_weight, xp, logits):
+    """``pos_weight`` of the binary loss: broadcastable to the logits without enlarging them,
+    as PyTorch allows ((C,), (1, C), (N, C)...), finite and non-negative."""
+    if pos_weight is None:
+        return None
+    pos_weight = as_real_array(pos_weight, "pos_weight", xp, like=logits)
+    shape, target_shape = tuple(pos_weight.shape), tuple(logits.shape)
+    if broadcast_shape(shape, target_shape, ("pos_weight", "logits")) != target_shape:
+        raise ValueError(f"pos_weight with shape {shape} would enlarge the logits' shape "
+                         f"{target_shape}; it must broadcast to it (one entry per class: "
+                         f"shape (C,) with C the last axis of logits)")
+    return _check_finite_non_negative(pos_weight, "pos_weight", xp, logits)
+
+
+def as_target_array(target, xp, like):
+    """``target`` as an array of namespace ``xp`` (on the logits' device), or an error that
+    names ``target``."""
+    refuse_masked_array(target, "target")
+    if target is None or isinstance(target, (str, bytes)):
+        raise TypeError(f"target must be an array of class indices or probabilities, "
+                        f"got {target!r}")
+    try:
+        array = np.asarray(target) if not array_api_compat.is_torch_array(target) else target
+    except ValueError as exc:                      # ragged nested lists
+        raise ValueError(f"target must be a rectangular array: {exc}") from exc
+    if isinstance(array, np.ndarray) and array.dtype.kind not in "biuf":
+        raise TypeError(f"target must hold integer class indices or real probabilities, "
+                        f"got dtype {array.dtype}")
+    if _is_torch(xp) and isinstance(array, np.ndarray):
+        import torch
+
+        array = torch.as_tensor(array, device=like.device)
+    return array
+
+
+def check_class_indices(targets, n_classes: int, ignore_index: int, xp, chunk: int = 1 << 14):
+    """Every class index in [0, C) or equal to ``ignore_index`` (checked in chunks of rows, so
+    that no temporary rivals the logits in size)."""
+    for start in range(0, targets.shape[0], chunk):
+        part = targets[start:start + chunk]
+        if int(xp.min(part)) >= 0 and int(xp.max(part)) < n_classes:
+            continue
+        bad = part[((part < 0) | (part >= n_classes)) & (part != ignore_index)]
+        if bad.shape[0]:
+            raise ValueError(
+                f"target has class index {int(bad[0])} outside [0, {n_classes}) for "
+                f"{n_classes} classes (and it is not ignore_index={ignore_index})")
+
+
+def check_logit_rows(rows, xp):
+    """Rows (M, C) of logits: no NaN, no +inf, and at least one finite entry per row."""
+    maximum = xp.max(rows, axis=-1)
+    if bool(xp.any(xp.isnan(maximum))):
+        raise ValueError("logits contains NaN")
+    if bool(xp.any(maximum == float("inf"))):
+        raise ValueError("logits contains +inf; entries must be finite, or -inf to mask")
+    if bool(xp.any(maximum == -float("inf"))):
+        raise ValueError("logits has a slice whose entries are all -inf: every class is "
+                         "masked, so no distribution exists")
