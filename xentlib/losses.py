@@ -20,26 +20,17 @@ the logits to rows of C classes, dispatches, and reduces. The formulas live in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import reference
 from ._kernel import class_index_rows
 from ._validation import (
-    as_real_array,
-    as_target_array,
-    broadcast_shape,
-    check_class_indices,
-    check_class_weight,
-    check_ignore_index,
-    check_label_smoothing,
+    binary_problem,
     check_logit_rows,
     check_pos_weight,
     check_probabilities,
-    check_reduction,
-    namespace_of,
     scalar_if_0d,
+    softmax_problem,
 )
 from .softmax import sigmoid, softplus
 
@@ -55,107 +46,6 @@ __all__ = [
 # its half-dozen temporaries stay near the logits' size: peak memory <= 3x the logits.
 REFERENCE_CHUNKS_AT_LEAST = 8
 REFERENCE_CHUNK_BYTES = 1 << 22
-# Low precision computes in float32 and casts the result back, as PyTorch does.
-LOW_PRECISION = ("float16", "bfloat16")
-
-
-@dataclass
-class _SoftmaxProblem:
-    """A validated softmax cross-entropy problem, flattened to rows of C logits."""
-
-    xp: object
-    rows: object              # (M, C) logits, in the dtype computed in
-    targets: object           # (M,) class indices (may equal ignore_index), or None
-    probabilities: object     # (M, C) target distributions, or None
-    weight: object            # (C,), ones when not given
-    smoothing: float
-    ignore_index: int
-    reduction: str
-    loss_shape: tuple         # the unreduced loss's shape
-    logits_shape: tuple       # the caller's logits shape
-    class_axis: int
-    dtype: object             # the caller's logits dtype, for the result
-
-
-def _computing_dtype(logits, xp):
-    name = str(logits.dtype).rsplit(".", 1)[-1]
-    if name in LOW_PRECISION:
-        return xp.astype(logits, xp.float32)
-    return logits
-
-
-def _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoothing):
-    reduction = check_reduction(reduction)
-    smoothing = check_label_smoothing(label_smoothing)
-    ignore_index = check_ignore_index(ignore_index)
-    xp = namespace_of(logits, target, weight)
-    logits = as_real_array(logits, "logits", xp)
-    if logits.ndim == 0:
-        raise ValueError("logits must have a class axis: shape (C,), (N, C) or (N, C, d1, ...)")
-    dtype = logits.dtype
-    logits = _computing_dtype(logits, xp)
-    class_axis = 0 if logits.ndim == 1 else 1
-    shape = tuple(logits.shape)
-    n_classes = shape[class_axis]
-    if n_classes == 0:
-        raise ValueError(f"logits has no classes: its class axis {class_axis} has length 0")
-    index_shape = shape[:class_axis] + shape[class_axis + 1:]
-    weight = check_class_weight(weight, n_classes, xp, logits)
-    if weight is None:
-        weight = xp.ones(n_classes, dtype=logits.dtype, device=getattr(logits, "device", None))
-
-    target = as_target_array(target, xp, logits)
-    kind = _dtype_kind(target, xp)
-    if kind == "float" and tuple(target.shape) == shape:
-        if ignore_index != -100:
-            raise ValueError(f"ignore_index={ignore_index} is not supported for probability "
-                             "targets (as in PyTorch): give the rows no weight instead")
-        probabilities = xp.astype(target, logits.dtype)
-        check_probabilities(probabilities, "target", xp, axis=class_axis)
-        targets = None
-    elif kind == "int":
-        if tuple(target.shape) != index_shape:
-            raise ValueError(
-                f"target of class indices must have shape {index_shape} (the logits' shape "
-                f"{shape} without the class axis {class_axis}), got {tuple(target.shape)}")
-        probabilities = None
-        targets = xp.reshape(target, (-1,))
-        if not isinstance(targets, np.ndarray):      # torch takes only int64 (or uint8) indices
-            targets = xp.astype(targets, xp.int64)
-        check_class_indices(targets, n_classes, ignore_index, xp)
-    elif kind == "float":
-        if tuple(target.shape) == index_shape:
-            raise TypeError(
-                f"target has the shape of class indices {index_shape} but dtype "
-                f"{target.dtype}; class indices must be integers (probability targets need the "
-                f"logits' shape {shape})")
-        raise ValueError(
-            f"target must be class indices of shape {index_shape} or probabilities of the "
-            f"logits' shape {shape}, got shape {tuple(target.shape)}")
-    else:
-        raise TypeError(f"target must hold integer class indices or real probabilities, "
-                        f"got dtype {target.dtype}")
-    rows = _to_rows(logits, class_axis, xp)
-    if probabilities is not None:
-        probabilities = _to_rows(probabilities, class_axis, xp)
-    return _SoftmaxProblem(xp, rows, targets, probabilities, weight, smoothing, ignore_index,
-                           reduction, index_shape, shape, class_axis, dtype)
-
-
-def _dtype_kind(array, xp):
-    """'float', 'int', 'bool' or 'other' for a NumPy array or torch tensor."""
-    if xp.isdtype(array.dtype, "bool"):
-        return "bool"
-    if xp.isdtype(array.dtype, "integral"):
-        return "int"
-    return "float" if xp.isdtype(array.dtype, "real floating") else "other"
-
-
-def _to_rows(array, class_axis, xp):
-    """(C,) -> (1, C); (N, C) as is; (N, C, d...) -> (N*d..., C): classes last."""
-    if array.ndim == 2:
-        return array
-    return xp.reshape(xp.moveaxis(array, class_axis, -1), (-1, array.shape[class_axis]))
 
 
 def _from_rows(problem, rows):
@@ -342,7 +232,7 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     >>> float(softmax_cross_entropy(logits, np.eye(3)[[1, 0]]))
     1.1531782071222882
     """
-    problem = _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoothing)
+    problem = softmax_problem(logits, target, weight, ignore_index, reduction, label_smoothing)
     if _uses_kernel(problem):
         losses, _, denominator = _kernel(problem, want_loss=True, want_grad=False)
     else:
@@ -381,7 +271,7 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
     >>> softmax_cross_entropy_grad(z, np.array(1)).round(4)   # softmax(z) - e_1
     array([ 0.1161, -0.142 ,  0.0259])
     """
-    problem = _prepare_softmax(logits, target, weight, ignore_index, reduction, label_smoothing)
+    problem = softmax_problem(logits, target, weight, ignore_index, reduction, label_smoothing)
     if _uses_kernel(problem):
         grad = _kernel(problem, want_loss=False, want_grad=True)[1]
     else:
@@ -391,24 +281,6 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
 
 
 # --- binary cross-entropy -----------------------------------------------------------------------
-
-def _prepare_binary(first, first_name, target, weight, reduction):
-    reduction = check_reduction(reduction)
-    xp = namespace_of(first, target, weight)
-    first = as_real_array(first, first_name, xp)
-    target = xp.astype(as_real_array(target, "target", xp, like=first), first.dtype)
-    if tuple(target.shape) != tuple(first.shape):
-        raise ValueError(f"target must have the shape of {first_name} {tuple(first.shape)}, "
-                         f"got {tuple(target.shape)}")
-    check_probabilities(target, "target", xp)
-    if weight is not None:
-        weight = xp.astype(as_real_array(weight, "weight", xp, like=first), first.dtype)
-        names = ("weight", first_name)
-        if broadcast_shape(tuple(weight.shape), tuple(first.shape), names) != tuple(first.shape):
-            raise ValueError(f"weight with shape {tuple(weight.shape)} would enlarge "
-                             f"{first_name}'s shape {tuple(first.shape)}")
-    return xp, first, target, weight, reduction
-
 
 def _reduce_elementwise(xp, losses, reduction):
     return _reduce(xp, losses, reduction, math.prod(losses.shape), losses.dtype)
@@ -453,7 +325,7 @@ def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     >>> binary_cross_entropy([0.9, 0.2, 0.0], [1.0, 0.0, 1.0], reduction="none")
     array([  0.10536052,   0.22314355, 100.        ])
     """
-    xp, probs, target, weight, reduction = _prepare_binary(probs, "probs", target, weight,
+    xp, probs, target, weight, reduction = binary_problem(probs, "probs", target, weight,
                                                            reduction)
     check_probabilities(probs, "probs", xp)
     floor = -100.0
@@ -505,7 +377,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     >>> binary_cross_entropy_with_logits([-800.0, 0.0, 30.0], [1.0, 1.0, 0.0], reduction="none")
     array([8.00000000e+02, 6.93147181e-01, 3.00000000e+01])
     """
-    xp, logits, target, weight, reduction = _prepare_binary(logits, "logits", target, weight,
+    xp, logits, target, weight, reduction = binary_problem(logits, "logits", target, weight,
                                                             reduction)
     pos_weight = check_pos_weight(pos_weight, xp, logits)
     positive = softplus(-logits, xp)
@@ -534,7 +406,7 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     >>> binary_cross_entropy_with_logits_grad([0.0, 2.0], [1.0, 0.0], reduction="sum").round(4)
     array([-0.5   ,  0.8808])
     """
-    xp, logits, target, weight, reduction = _prepare_binary(logits, "logits", target, weight,
+    xp, logits, target, weight, reduction = binary_problem(logits, "logits", target, weight,
                                                             reduction)
     pos_weight = check_pos_weight(pos_weight, xp, logits)
     positive = sigmoid(-logits)
