@@ -219,11 +219,10 @@ def _check_finite_non_negative(weight, name, xp, like):
         raise ValueError(f"{name} must be finite")
     if bool(xp.any(weight < 0)):
         raise ValueError(f"{name} must be non-negative (min {float(xp.min(weight))!r})")
-    converted = xp.astype(weight, like.dtype)
-    if bool(xp.any(~xp.isfinite(converted))):
+    if bool(xp.any(weight > float(xp.finfo(like.dtype).max))):
         raise ValueError(f"{name} has entries too large for the logits' dtype {like.dtype} "
                          f"(max {float(xp.max(weight))!r})")
-    return converted
+    return xp.astype(weight, like.dtype, copy=False)
 
 
 def check_class_weight(weight, n_classes: int, xp, like):
@@ -309,10 +308,10 @@ class SoftmaxProblem:
     """A validated softmax cross-entropy problem, flattened to rows of C logits."""
 
     xp: object
-    rows: object              # (M, C) logits, in the dtype computed in
+    rows: object              # (M, C) logits
     targets: object           # (M,) class indices (may equal ignore_index), or None
     probabilities: object     # (M, C) target distributions, or None
-    weight: object            # (C,), ones when not given
+    weight: object            # (C,), ones when not given; in the dtype computed in
     smoothing: float
     ignore_index: int
     reduction: str
@@ -323,10 +322,12 @@ class SoftmaxProblem:
 
 
 def _computing_dtype(logits, xp):
-    name = str(logits.dtype).rsplit(".", 1)[-1]
-    if name in LOW_PRECISION:
-        return xp.astype(logits, xp.float32)
-    return logits
+    """float32 for float16/bfloat16 logits, else theirs. Torch logits are converted here; NumPy
+    logits chunk by chunk (``losses._reference_*``), so no float32 copy of them all exists."""
+    if str(logits.dtype).rsplit(".", 1)[-1] not in LOW_PRECISION:
+        return logits, logits.dtype
+    return (logits if isinstance(logits, np.ndarray) else xp.astype(logits, xp.float32),
+            xp.float32)
 
 
 def softmax_problem(logits, target, weight, ignore_index, reduction, label_smoothing):
@@ -338,7 +339,7 @@ def softmax_problem(logits, target, weight, ignore_index, reduction, label_smoot
     if logits.ndim == 0:
         raise ValueError("logits must have a class axis: shape (C,), (N, C) or (N, C, d1, ...)")
     dtype = logits.dtype
-    logits = _computing_dtype(logits, xp)
+    logits, compute_dtype = _computing_dtype(logits, xp)
     class_axis = 0 if logits.ndim == 1 else 1
     shape = tuple(logits.shape)
     n_classes = shape[class_axis]
@@ -347,7 +348,8 @@ def softmax_problem(logits, target, weight, ignore_index, reduction, label_smoot
     index_shape = shape[:class_axis] + shape[class_axis + 1:]
     weight = check_class_weight(weight, n_classes, xp, logits)
     if weight is None:
-        weight = xp.ones(n_classes, dtype=logits.dtype, device=getattr(logits, "device", None))
+        weight = xp.ones(n_classes, dtype=compute_dtype, device=getattr(logits, "device", None))
+    weight = xp.astype(weight, compute_dtype, copy=False)
 
     target = as_target_array(target, xp, logits)
     kind = _dtype_kind(target, xp)
@@ -355,7 +357,7 @@ def softmax_problem(logits, target, weight, ignore_index, reduction, label_smoot
         if ignore_index != -100:
             raise ValueError(f"ignore_index={ignore_index} is not supported for probability "
                              "targets (as in PyTorch): give the rows no weight instead")
-        probabilities = xp.astype(target, logits.dtype)
+        probabilities = xp.astype(target, logits.dtype, copy=False)
         check_probabilities(probabilities, "target", xp, axis=class_axis)
         targets = None
     elif kind == "int":
@@ -407,13 +409,13 @@ def binary_problem(first, first_name, target, weight, reduction):
     reduction = check_reduction(reduction)
     xp = namespace_of(first, target, weight)
     first = as_real_array(first, first_name, xp)
-    target = xp.astype(as_real_array(target, "target", xp, like=first), first.dtype)
+    target = xp.astype(as_real_array(target, "target", xp, like=first), first.dtype, copy=False)
     if tuple(target.shape) != tuple(first.shape):
         raise ValueError(f"target must have the shape of {first_name} {tuple(first.shape)}, "
                          f"got {tuple(target.shape)}")
     check_probabilities(target, "target", xp)
     if weight is not None:
-        weight = xp.astype(as_real_array(weight, "weight", xp, like=first), first.dtype)
+        weight = xp.astype(as_real_array(weight, "weight", xp, like=first), first.dtype, copy=False)
         names = ("weight", first_name)
         if broadcast_shape(tuple(weight.shape), tuple(first.shape), names) != tuple(first.shape):
             raise ValueError(f"weight with shape {tuple(weight.shape)} would enlarge "

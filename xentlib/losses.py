@@ -42,9 +42,9 @@ __all__ = [
     "binary_cross_entropy_with_logits_grad",
 ]
 
-# The reference runs on NumPy in chunks of at most 1/8 of the rows (and 4 MiB of logits), so
+# The reference runs on NumPy in chunks of at most 1/16 of the rows (and 4 MiB of logits), so
 # its half-dozen temporaries stay near the logits' size: peak memory <= 3x the logits.
-REFERENCE_CHUNKS_AT_LEAST = 8
+REFERENCE_CHUNKS_AT_LEAST = 16
 REFERENCE_CHUNK_BYTES = 1 << 22
 
 
@@ -73,8 +73,10 @@ def _kernel(problem, want_loss, want_grad):
 def _coefficients(problem, start=0, stop=None):
     """The reference's coefficients a for rows start:stop."""
     if problem.probabilities is not None:
-        return reference.probability_coefficients(problem.probabilities[start:stop],
-                                                  problem.weight, problem.smoothing)
+        probabilities = problem.xp.astype(problem.probabilities[start:stop],
+                                          problem.weight.dtype, copy=False)
+        return reference.probability_coefficients(probabilities, problem.weight,
+                                                  problem.smoothing)
     return reference.class_index_coefficients(problem.targets[start:stop], problem.weight,
                                               problem.smoothing, problem.ignore_index)
 
@@ -100,6 +102,11 @@ def _row_chunks(problem):
     return [(start, min(n_rows, start + size)) for start in range(0, n_rows, size)] or [(0, 0)]
 
 
+def _chunk(problem, start, stop):
+    """Rows start:stop of the logits, in the dtype computed in (float32 for float16)."""
+    return problem.xp.astype(problem.rows[start:stop], problem.weight.dtype, copy=False)
+
+
 def _reference_losses(problem):
     xp, rows = problem.xp, problem.rows
     check_logit_rows(rows, xp)
@@ -107,10 +114,10 @@ def _reference_losses(problem):
         from ._autograd import softmax_cross_entropy_rows_autograd
 
         return softmax_cross_entropy_rows_autograd(rows, _coefficients(problem))
-    losses = np.empty(rows.shape[0], rows.dtype)
+    losses = np.empty(rows.shape[0], problem.weight.dtype)
     for start, stop in _row_chunks(problem):
         losses[start:stop] = reference.softmax_cross_entropy_rows(
-            rows[start:stop], _coefficients(problem, start, stop))
+            _chunk(problem, start, stop), _coefficients(problem, start, stop))
     return losses
 
 
@@ -118,11 +125,12 @@ def _reference_grad(problem):
     xp, rows = problem.xp, problem.rows
     check_logit_rows(rows, xp)
     if not isinstance(rows, np.ndarray):
-        return reference.softmax_cross_entropy_rows_grad(rows, _coefficients(problem))
-    grad = np.empty_like(rows, order="C")
+        return (reference.softmax_cross_entropy_rows_grad(rows, _coefficients(problem))
+                * _gradient_scale(problem))
+    grad, scale = np.empty_like(rows, order="C"), _gradient_scale(problem)
     for start, stop in _row_chunks(problem):
-        grad[start:stop] = reference.softmax_cross_entropy_rows_grad(
-            rows[start:stop], _coefficients(problem, start, stop))
+        grad[start:stop] = scale * reference.softmax_cross_entropy_rows_grad(
+            _chunk(problem, start, stop), _coefficients(problem, start, stop))
     return grad
 
 
@@ -141,13 +149,13 @@ def _reduce(xp, losses, reduction, denominator, dtype):
     return xp.astype(value, dtype)
 
 
-def _scale_gradient(problem, grad):
+def _gradient_scale(problem):
     """The gradient of the mean divides by its denominator; of 'none', of the sum. With a zero
     denominator every coefficient is 0, and so is the gradient (PyTorch's autograd agrees)."""
     if problem.reduction != "mean":
-        return grad
-    denominator = _denominator(problem)
-    return grad / denominator if float(denominator) != 0 else grad
+        return 1.0
+    denominator = float(_denominator(problem))
+    return 1.0 / denominator if denominator != 0 else 1.0
 
 
 def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -275,7 +283,7 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
     if _uses_kernel(problem):
         grad = _kernel(problem, want_loss=False, want_grad=True)[1]
     else:
-        grad = _scale_gradient(problem, _reference_grad(problem))
+        grad = _reference_grad(problem)
     grad = _from_rows(problem, grad)
     return grad if grad.dtype == problem.dtype else problem.xp.astype(grad, problem.dtype)
 
