@@ -211,7 +211,7 @@ def test_gradcheck_through_logits_targets_and_weights():
     assert torch.autograd.gradcheck(hard, (z, w))
 
 
-# --- point 9: the thread pool under fork, atexit, errstate and racing first calls -----------------
+# --- point 9: the thread pool under fork, atexit, errstate and racing first calls ----------
 
 LARGE_CALL = """
 import numpy as np
@@ -360,7 +360,7 @@ def test_bad_targets_beside_torch_logits_name_the_target(target, error):
         softmax_cross_entropy(torch.ones(2, 3), target)
 
 
-# --- point 11: memory ------------------------------------------------------------------------------
+# --- point 11: memory -----------------------------------------------------------------------
 
 def peak_bytes(call):
     call()                                     # first call: imports and caches, not counted

@@ -415,7 +415,8 @@ def binary_problem(first, first_name, target, weight, reduction):
                          f"got {tuple(target.shape)}")
     check_probabilities(target, "target", xp)
     if weight is not None:
-        weight = xp.astype(as_real_array(weight, "weight", xp, like=first), first.dtype, copy=False)
+        weight = as_real_array(weight, "weight", xp, like=first)
+        weight = xp.astype(weight, first.dtype, copy=False)
         names = ("weight", first_name)
         if broadcast_shape(tuple(weight.shape), tuple(first.shape), names) != tuple(first.shape):
             raise ValueError(f"weight with shape {tuple(weight.shape)} would enlarge "

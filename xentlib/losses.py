@@ -1,20 +1,15 @@
 r"""Cross-entropy losses with exactly PyTorch's semantics, accurate to the last bits.
 
-``softmax_cross_entropy`` matches ``torch.nn.functional.cross_entropy``,
-``binary_cross_entropy`` matches ``torch.nn.functional.binary_cross_entropy`` and
-``binary_cross_entropy_with_logits`` matches its namesake. The ``*_grad`` functions return the
-gradient of the reduced loss with respect to the logits, derived by hand (chapter 7) rather
-than by automatic differentiation.
+``softmax_cross_entropy``, ``binary_cross_entropy`` and ``binary_cross_entropy_with_logits``
+match their ``torch.nn.functional`` namesakes; the ``*_grad`` functions return the gradient of
+the reduced loss with respect to the logits, derived by hand (chapter 7).
 
-This module is the public API only: it validates the arguments (``_validation``), flattens
-the logits to rows of C classes, dispatches, and reduces. The formulas live in
-:mod:`xentlib.reference`, the chapters in code, which every path runs or is tested against:
-
-- NumPy float32/float64 logits with class-index targets go to the speed kernel
-  (``xentlib._kernel``), tested against the reference on every corner;
-- everything else (probability targets, torch tensors, other dtypes) runs the reference, on
-  NumPy in chunks of rows so that its temporaries stay below the logits' size; on torch
-  tensors through a ``torch.autograd.Function`` whose backward is the reference gradient.
+This module is the public API only: validate (``_validation``), dispatch, reduce. The formulas
+live in :mod:`xentlib.reference`, the chapters in code. NumPy float32/float64 logits with
+class-index targets go to the speed kernel (``xentlib._kernel``, tested against the
+reference); everything else runs the reference itself: on NumPy in chunks of rows, so that
+its temporaries stay below the logits' size, on torch tensors through a
+``torch.autograd.Function`` whose backward is the reference gradient (``xentlib._autograd``).
 """
 
 from __future__ import annotations
@@ -22,11 +17,10 @@ from __future__ import annotations
 import math
 import numpy as np
 
-from . import reference
 from ._kernel import class_index_rows
+from ._reference_path import denominator, reference_grad, reference_losses
 from ._validation import (
     binary_problem,
-    check_logit_rows,
     check_pos_weight,
     check_probabilities,
     scalar_if_0d,
@@ -41,11 +35,6 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
 ]
-
-# The reference runs on NumPy in chunks of at most 1/16 of the rows (and 4 MiB of logits), so
-# its half-dozen temporaries stay near the logits' size: peak memory <= 3x the logits.
-REFERENCE_CHUNKS_AT_LEAST = 16
-REFERENCE_CHUNK_BYTES = 1 << 22
 
 
 def _from_rows(problem, rows):
@@ -70,70 +59,6 @@ def _kernel(problem, want_loss, want_grad):
         want_grad=want_grad)
 
 
-def _coefficients(problem, start=0, stop=None):
-    """The reference's coefficients a for rows start:stop."""
-    if problem.probabilities is not None:
-        probabilities = problem.xp.astype(problem.probabilities[start:stop],
-                                          problem.weight.dtype, copy=False)
-        return reference.probability_coefficients(probabilities, problem.weight,
-                                                  problem.smoothing)
-    return reference.class_index_coefficients(problem.targets[start:stop], problem.weight,
-                                              problem.smoothing, problem.ignore_index)
-
-
-def _denominator(problem):
-    """The mean's denominator: the rows (probability targets), or the sum of the targets'
-    weights over the rows not ignored (class indices), as in PyTorch."""
-    xp = problem.xp
-    if problem.targets is None:
-        return problem.rows.shape[0]
-    kept = problem.targets != problem.ignore_index
-    safe = xp.where(kept, problem.targets, xp.zeros_like(problem.targets))
-    picked = problem.weight[safe]
-    return xp.sum(xp.where(kept, picked, xp.zeros_like(picked)))
-
-
-def _row_chunks(problem):
-    n_rows, n_classes = problem.rows.shape
-    if not isinstance(problem.rows, np.ndarray):
-        return [(0, n_rows)]
-    size = max(1, min(-(-n_rows // REFERENCE_CHUNKS_AT_LEAST),
-                      REFERENCE_CHUNK_BYTES // (n_classes * problem.rows.dtype.itemsize)))
-    return [(start, min(n_rows, start + size)) for start in range(0, n_rows, size)] or [(0, 0)]
-
-
-def _chunk(problem, start, stop):
-    """Rows start:stop of the logits, in the dtype computed in (float32 for float16)."""
-    return problem.xp.astype(problem.rows[start:stop], problem.weight.dtype, copy=False)
-
-
-def _reference_losses(problem):
-    xp, rows = problem.xp, problem.rows
-    check_logit_rows(rows, xp)
-    if not isinstance(rows, np.ndarray):
-        from ._autograd import softmax_cross_entropy_rows_autograd
-
-        return softmax_cross_entropy_rows_autograd(rows, _coefficients(problem))
-    losses = np.empty(rows.shape[0], problem.weight.dtype)
-    for start, stop in _row_chunks(problem):
-        losses[start:stop] = reference.softmax_cross_entropy_rows(
-            _chunk(problem, start, stop), _coefficients(problem, start, stop))
-    return losses
-
-
-def _reference_grad(problem):
-    xp, rows = problem.xp, problem.rows
-    check_logit_rows(rows, xp)
-    if not isinstance(rows, np.ndarray):
-        return (reference.softmax_cross_entropy_rows_grad(rows, _coefficients(problem))
-                * _gradient_scale(problem))
-    grad, scale = np.empty_like(rows, order="C"), _gradient_scale(problem)
-    for start, stop in _row_chunks(problem):
-        grad[start:stop] = scale * reference.softmax_cross_entropy_rows_grad(
-            _chunk(problem, start, stop), _coefficients(problem, start, stop))
-    return grad
-
-
 def _reduce(xp, losses, reduction, denominator, dtype):
     """The one reduction: 'none' as is, 'sum', or 'mean' = sum / denominator (NaN for 0/0, as
     in PyTorch). NumPy sums in float64, so the reduction adds no error visible in float32."""
@@ -147,15 +72,6 @@ def _reduce(xp, losses, reduction, denominator, dtype):
     total = xp.sum(losses)
     value = total / denominator if reduction == "mean" else total
     return xp.astype(value, dtype)
-
-
-def _gradient_scale(problem):
-    """The gradient of the mean divides by its denominator; of 'none', of the sum. With a zero
-    denominator every coefficient is 0, and so is the gradient (PyTorch's autograd agrees)."""
-    if problem.reduction != "mean":
-        return 1.0
-    denominator = float(_denominator(problem))
-    return 1.0 / denominator if denominator != 0 else 1.0
 
 
 def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -192,7 +108,7 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
         Non-negative weight per class, shape ``(C,)``.
     ignore_index : int, optional
         Class-index targets equal to this contribute nothing to the loss, the mean's
-        denominator or the gradient. Default -100. Unused for probability targets.
+        denominator or the gradient. Default -100; must stay so for probability targets.
     reduction : {'mean', 'sum', 'none'}, optional
     label_smoothing : float, optional
         In [0, 1]: the target is mixed with the uniform distribution, weight
@@ -220,10 +136,13 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     Notes
     -----
     Differences from PyTorch, all of them errors where PyTorch returns a number: probability
-    targets must be distributions, weights must be finite and non-negative, and NaN or
-    ``+inf`` logits are refused. One more, where PyTorch returns NaN: a class masked with
-    ``-inf`` whose coefficient is 0 (weight 0, or no target probability and no smoothing)
-    contributes 0, the limit as its logit goes to :math:`-\infty`, not :math:`0 \cdot \infty`.
+    targets must be distributions, weights must be finite and non-negative, NaN or ``+inf``
+    logits are refused, and so is any ``ignore_index`` but -100 with probability targets
+    (PyTorch refuses only non-negative ones). One more, where PyTorch returns NaN: a class
+    masked with ``-inf`` whose coefficient is 0 (weight 0, or no target probability and no
+    smoothing) contributes 0, the limit as its logit goes to :math:`-\infty`.
+    float16 and bfloat16 logits are computed in float32 and the result cast back, as PyTorch
+    does; on torch tensors ``loss.backward()`` runs :mod:`xentlib.reference`'s gradient.
 
     Examples
     --------
@@ -242,12 +161,12 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     """
     problem = softmax_problem(logits, target, weight, ignore_index, reduction, label_smoothing)
     if _uses_kernel(problem):
-        losses, _, denominator = _kernel(problem, want_loss=True, want_grad=False)
+        losses, _, total_weight = _kernel(problem, want_loss=True, want_grad=False)
     else:
-        losses, denominator = _reference_losses(problem), _denominator(problem)
+        losses, total_weight = reference_losses(problem), denominator(problem)
     if problem.reduction == "none":
         losses = problem.xp.reshape(losses, problem.loss_shape)
-    return scalar_if_0d(_reduce(problem.xp, losses, problem.reduction, denominator,
+    return scalar_if_0d(_reduce(problem.xp, losses, problem.reduction, total_weight,
                                 problem.dtype))
 
 
@@ -255,8 +174,9 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
                                reduction="mean", label_smoothing=0.0):
     r"""Gradient of :func:`softmax_cross_entropy` with respect to ``logits``.
 
-    With the coefficients :math:`a_{n,c}` of the loss (see the module notes), the gradient of
-    row :math:`n` is :math:`A_n \operatorname{softmax}(z_n) - a_n`; for a one-hot target this
+    With the coefficients :math:`a_{n,c}` of the loss, the gradient of row :math:`n` is
+    :math:`A_n \operatorname{softmax}(z_n) - a_n`
+    (:func:`xentlib.reference.softmax_cross_entropy_rows_grad`); for a one-hot target this
     is the familiar :math:`s_n - e_{y_n}`. ``reduction="mean"`` divides by the mean's
     denominator; ``"none"`` returns the gradient of the *sum* of the per-row losses.
 
@@ -271,6 +191,12 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
         Same shape and dtype as ``logits``. Finite even where the loss is ``+inf`` (a masked
         target); rows equal to ``ignore_index`` are 0.
 
+    Notes
+    -----
+    A mean over a zero denominator (no rows, every target ignored, every target's weight 0)
+    has the gradient 0, as PyTorch's autograd gives for the first two; for the third it
+    gives NaN, but every coefficient is 0 there, so the loss does not depend on the logits.
+
     Examples
     --------
     >>> import numpy as np
@@ -283,16 +209,12 @@ def softmax_cross_entropy_grad(logits, target, *, weight=None, ignore_index=-100
     if _uses_kernel(problem):
         grad = _kernel(problem, want_loss=False, want_grad=True)[1]
     else:
-        grad = _reference_grad(problem)
+        grad = reference_grad(problem)
     grad = _from_rows(problem, grad)
     return grad if grad.dtype == problem.dtype else problem.xp.astype(grad, problem.dtype)
 
 
 # --- binary cross-entropy -----------------------------------------------------------------------
-
-def _reduce_elementwise(xp, losses, reduction):
-    return _reduce(xp, losses, reduction, math.prod(losses.shape), losses.dtype)
-
 
 def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     r"""Binary cross-entropy (log loss) of predicted probabilities.
@@ -343,7 +265,7 @@ def binary_cross_entropy(probs, target, *, weight=None, reduction="mean"):
     losses = -(target * log_p + (1 - target) * log_not_p)
     if weight is not None:
         losses = losses * weight
-    return scalar_if_0d(_reduce_elementwise(xp, losses, reduction))
+    return scalar_if_0d(_reduce(xp, losses, reduction, math.prod(losses.shape), losses.dtype))
 
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
@@ -394,7 +316,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     losses = target * positive + (1 - target) * softplus(logits, xp)
     if weight is not None:
         losses = losses * weight
-    return scalar_if_0d(_reduce_elementwise(xp, losses, reduction))
+    return scalar_if_0d(_reduce(xp, losses, reduction, math.prod(losses.shape), losses.dtype))
 
 
 def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_weight=None,
