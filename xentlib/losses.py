@@ -142,7 +142,8 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     masked with ``-inf`` whose coefficient is 0 (weight 0, or no target probability and no
     smoothing) contributes 0, the limit as its logit goes to :math:`-\infty`.
     float16 and bfloat16 logits are computed in float32 and the result cast back, as PyTorch
-    does; on torch tensors ``loss.backward()`` runs :mod:`xentlib.reference`'s gradient.
+    does; on torch tensors ``loss.backward()`` runs
+    :func:`xentlib.reference.softmax_cross_entropy_rows_grad`.
 
     Examples
     --------

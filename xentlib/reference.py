@@ -98,14 +98,15 @@ def softmax_cross_entropy_rows(logits, coefficients):
 
     Parameters
     ----------
-    logits : array (rows, C)
-        Finite or ``-inf`` (masked), with at least one finite entry per row.
-    coefficients : array (rows, C)
-        :math:`a \ge 0`, the dtype of ``logits``.
+    logits : ndarray or torch.Tensor
+        Shape (rows, C): finite or ``-inf`` (masked), at least one finite entry per row.
+    coefficients : ndarray or torch.Tensor
+        Shape (rows, C): :math:`a \ge 0`, the dtype of ``logits``.
 
     Returns
     -------
-    array (rows,)
+    ndarray or torch.Tensor
+        Shape (rows,).
     """
     xp = array_api_compat.array_namespace(logits, coefficients)
     hi, lo = _shift_by_maximum(logits, xp)
@@ -134,17 +135,18 @@ def softmax_cross_entropy_rows_grad(logits, coefficients):
 
     Chapter 7, equation ``eq-general-gradient`` (``eq-ce-gradient`` when :math:`A = 1`), with
     :math:`s = \operatorname{softmax}(z) = e^{z - m} / (1 + r)` and the argmax's entry in
-    the form of :func:`gradient_at_argmax`. Tied maxima get equal entries: each tied term
+    the form of :func:`xentlib.reference.gradient_at_argmax`. Tied maxima get equal entries: each tied term
     :math:`e^{z - m}` is exactly 1.
 
     Parameters
     ----------
-    logits, coefficients : array (rows, C)
-        As for :func:`softmax_cross_entropy_rows`.
+    logits, coefficients : ndarray or torch.Tensor
+        As for :func:`xentlib.reference.softmax_cross_entropy_rows`.
 
     Returns
     -------
-    array (rows, C)
+    ndarray or torch.Tensor
+        Shape (rows, C).
     """
     xp = array_api_compat.array_namespace(logits, coefficients)
     a = coefficients
