@@ -392,3 +392,27 @@ def test_fortran_ordered_logits_are_not_copied(function, bound):
     labels = rng.integers(0, 50, 20000)
     # A copy of the logits alone would be 1x (the gradient itself is 1x).
     assert peak_bytes(lambda: function(z, labels)) <= bound * z.nbytes
+
+
+# --- found by lib-tests ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_an_ignore_index_beyond_int64_is_refused_naming_it(kind):
+    z, y = np.zeros((2, 3)), np.array([0, 1])
+    # PyTorch refuses it too ("Overflow when unpacking long long").
+    with pytest.raises((ValueError, RuntimeError)):
+        F.cross_entropy(torch.tensor(z), torch.tensor(y), ignore_index=2**64 + 2)
+    if kind == "torch":
+        z, y = torch.tensor(z), torch.tensor(y)
+    with pytest.raises(ValueError, match="ignore_index must fit in int64"):
+        softmax_cross_entropy(z, y, ignore_index=2**64 + 2)
+
+
+def test_a_bfloat16_probability_target_is_checked_with_bfloat16s_tolerance():
+    generator = torch.Generator().manual_seed(10)
+    z = torch.randn(6, 5, generator=generator).to(torch.bfloat16)
+    target = torch.softmax(torch.randn(6, 5, dtype=torch.float64, generator=generator),
+                           dim=1).to(torch.bfloat16)
+    # Expected: torch on float32 values, cast back to bfloat16.
+    expected = F.cross_entropy(z.float(), target.float()).to(torch.bfloat16)
+    assert softmax_cross_entropy(z, target).item() == expected.item()
