@@ -84,8 +84,8 @@ def class_index_rows(logits, targets, *, weight, ignore_index, smoothing, reduct
     else:
         loss_rows = None
     grad = np.empty((n_rows, n_classes), z.dtype) if want_grad else None
-    work = functools.partial(_index_rows_range, z, rows, block, loss_rows, grad,
-                             reduction == "none")
+    work = functools.partial(_index_rows_range, z=z, rows=rows, block=block,
+                             loss_rows=loss_rows, grad=grad, per_row=reduction == "none")
     _run_split(work, len(starts), n_rows * n_classes)
     return loss_rows, grad, denominator
 
@@ -242,7 +242,7 @@ class _Unshifted:
                 & (n_classes * 4 * self.subnormal * unshift <= rest * 2.0 ** -30))
 
 
-def _compensated_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows):
+def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     """Per-row losses from z - m with its rounding error compensated (TwoSum), float64.
 
     exp(z - m) = exp(tb) (1 + eb), with eb the exact rounding error of tb = z - m; per-row sums
@@ -275,7 +275,7 @@ def _compensated_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows):
     return losses
 
 
-def _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot, unshifted):
+def _unshifted_losses(zb, tb, yb, argmax, maximum, *, one_hot, unshifted):
     """Per-row losses (no smoothing) from exp(z) scaled by e^{-m}, and the rows to redo.
 
     The loss is l = (m - z_y) + log1p(rest), and a relative error d in rest moves it by a
@@ -321,14 +321,17 @@ def _refined_losses(z, others, argmax, y, maximum, unshift):
     return (gap + np.log1p(rest)).astype(np.float64)
 
 
-def _block_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows):
+def _block_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     if rows.eps > 0 or rows.unshifted_loss is None:
-        return _compensated_losses(zb, tb, yb, argmax, maximum, one_hot, smooth, rows)
-    losses, redo = _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot, rows.unshifted_loss)
+        return _compensated_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot, smooth=smooth,
+                                   rows=rows)
+    losses, redo = _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot,
+                                     unshifted=rows.unshifted_loss)
     if redo.any():
         sub = np.flatnonzero(redo)
         losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax[sub],
-                                          maximum[sub], one_hot[sub], smooth[sub], rows)
+                                          maximum[sub], one_hot=one_hot[sub],
+                                          smooth=smooth[sub], rows=rows)
     return losses
 
 
@@ -346,7 +349,7 @@ def _exp_exactly_shifted(z, maximum):
     return result + result * lo
 
 
-def _block_gradient(zb, tb, gb, ones, yb, argmax, maximum, one_hot, smooth, rows):
+def _block_gradient(zb, tb, gb, ones, yb, argmax, *, maximum, one_hot, smooth, rows):
     """Rows of the gradient of the reduced loss, into gb."""
     row = np.arange(zb.shape[0])
     weight, weight_total, unshifted = rows.weight, rows.weight_total, rows.unshifted_grad
@@ -440,7 +443,7 @@ def _few_class_losses(zb, space, yb, one_hot, smooth, rows):
     return losses
 
 
-def _few_class_gradient(zb, space, yb, one_hot, smooth, rows, gb):
+def _few_class_gradient(zb, space, yb, *, one_hot, smooth, rows, gb):
     """Gradient rows of one block with few classes (no smoothing), into ``gb``: the arithmetic
     of _block_gradient, transposed. Rows with a tied maximum, and rows where e^{-m} cannot be
     taken out of the exponentials, are redone by _block_gradient."""
@@ -468,12 +471,12 @@ def _few_class_gradient(zb, space, yb, one_hot, smooth, rows, gb):
         sub = np.flatnonzero(redo)
         z_sub, g_sub = zb[sub], np.empty((sub.shape[0], n_classes), zb.dtype)
         _block_gradient(z_sub, np.empty_like(z_sub), g_sub, np.ones(n_classes, zb.dtype),
-                        yb[sub], np.argmax(z_sub, axis=1), maximum[sub], one_hot[sub],
-                        smooth[sub], rows)
+                        yb[sub], np.argmax(z_sub, axis=1), maximum=maximum[sub],
+                        one_hot=one_hot[sub], smooth=smooth[sub], rows=rows)
         gb[sub] = g_sub
 
 
-def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, last_block):
+def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, grad, per_row):
     n_classes = z.shape[1]
     few = n_classes <= FEW_CLASSES
     few_loss = few and z.dtype == np.float32
@@ -503,7 +506,7 @@ def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, las
                     losses = _few_class_losses(zb, loss_space, yb, one_hot, smooth, rows)
                 else:
                     losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
-                                           one_hot, smooth, rows)
+                                           one_hot=one_hot, smooth=smooth, rows=rows)
                 losses = np.where(valid, losses, 0)
                 undefined = np.isnan(losses)        # 0 * inf: a masked class of weight 0
                 if undefined.any():
@@ -514,11 +517,12 @@ def _index_rows_range(z, rows, block, loss_rows, grad, per_row, first_block, las
                     loss_rows[block_index] = np.sum(losses)
             if grad is not None:
                 if few_grad:
-                    _few_class_gradient(zb, grad_space, yb, one_hot, smooth, rows,
-                                        grad[start:stop])
+                    _few_class_gradient(zb, grad_space, yb, one_hot=one_hot, smooth=smooth,
+                                        rows=rows, gb=grad[start:stop])
                 else:
                     _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb,
-                                    argmax, maximum, one_hot, smooth, rows)
+                                    argmax, maximum=maximum, one_hot=one_hot, smooth=smooth,
+                                    rows=rows)
 
 
 def _refuse_nonfinite_maximum(maximum):
