@@ -416,3 +416,16 @@ def test_a_bfloat16_probability_target_is_checked_with_bfloat16s_tolerance():
     # Expected: torch on float32 values, cast back to bfloat16.
     expected = F.cross_entropy(z.float(), target.float()).to(torch.bfloat16)
     assert softmax_cross_entropy(z, target).item() == expected.item()
+
+
+def test_a_second_derivative_is_refused_not_silently_wrong():
+    # lib-tests' port of torch's test_fn_gradgrad: the Hessian through create_graph=True came
+    # out wrong; it must raise instead. (torch's own F.cross_entropy supports it.)
+    z = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 2])
+    assert torch.autograd.gradgradcheck(lambda x: F.cross_entropy(x, target), (z,))
+    loss = softmax_cross_entropy(z, target)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(loss, z, create_graph=True)
+    (grad,) = torch.autograd.grad(softmax_cross_entropy(z, target), z)   # once is fine
+    torch.testing.assert_close(grad, softmax_cross_entropy_grad(z.detach(), target))

@@ -14,7 +14,6 @@ chain through the coefficients does the rest).
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .reference import softmax_cross_entropy_rows, softmax_cross_entropy_rows_grad
 from .softmax import log_softmax
@@ -27,8 +26,18 @@ class _SoftmaxCrossEntropyRows(torch.autograd.Function):
         return softmax_cross_entropy_rows(logits, coefficients)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, upstream):
+        if torch.is_grad_enabled():
+            # create_graph=True: the hand-derived gradient is not itself differentiated here,
+            # so a second derivative (Hessian, gradgradcheck) would come out silently wrong.
+            raise RuntimeError("xentlib's softmax cross-entropy on torch tensors is "
+                               "differentiable once: its backward runs the hand-derived "
+                               "gradient, which has no backward of its own (create_graph=True "
+                               "is not supported; use torch.nn.functional.cross_entropy)")
+        return _SoftmaxCrossEntropyRows._gradients(ctx, upstream)
+
+    @staticmethod
+    def _gradients(ctx, upstream):
         logits, coefficients = ctx.saved_tensors
         upstream = upstream[:, None]
         grad_logits = grad_coefficients = None
