@@ -423,7 +423,8 @@ def binary_problem(first, first_name, target, weight, reduction):
     check_probabilities(target, "target", xp)
     if weight is not None:
         weight = as_real_array(weight, "weight", xp, like=first)
-        weight = xp.astype(weight, first.dtype, copy=False)
+        with np.errstate(over="ignore"):     # 1e300 beside float32 is inf, as in PyTorch
+            weight = xp.astype(weight, first.dtype, copy=False)
         names = ("weight", first_name)
         if broadcast_shape(tuple(weight.shape), tuple(first.shape), names) != tuple(first.shape):
             raise ValueError(f"weight with shape {tuple(weight.shape)} would enlarge "
