@@ -7,10 +7,13 @@ near float32's and float64's exp overflow, all equal, masked classes, 131,072 cl
 dominant targets whose loss is about 1e-8, and batches that mix random rows of four scales
 with such rows. Expected values: mpmath at 50 significant digits on the same inputs.
 
-- loss: torch.nn.functional.cross_entropy(reduction="none"), and SciPy's
-  -scipy.special.log_softmax(z)[y], against xentlib.softmax_cross_entropy.
-- gradient of the summed loss: torch autograd, and SciPy's softmax(z) - one_hot(y), against
-  xentlib.softmax_cross_entropy_grad; entries whose true value is not a normal number of the
+- loss: xentlib.softmax_cross_entropy (for NumPy class indices: the kernel), the reference it
+  is tested against (xentlib.reference.softmax_cross_entropy_rows, the chapters' formula),
+  torch.nn.functional.cross_entropy(reduction="none"), and SciPy's
+  -scipy.special.log_softmax(z)[y].
+- gradient of the summed loss: xentlib.softmax_cross_entropy_grad (the kernel),
+  xentlib.reference.softmax_cross_entropy_rows_grad, torch autograd, and SciPy's
+  softmax(z) - one_hot(y); entries whose true value is not a normal number of the
   dtype are left out (their ULP is not defined).
 """
 
@@ -35,13 +38,19 @@ from reference import (  # noqa: E402  (the tests' own references, not a copy)
     ulp_error,
 )
 
-IMPLEMENTATIONS = ("xentlib", "torch", "SciPy")
+IMPLEMENTATIONS = ("xentlib", "reference", "torch", "SciPy")
+
+
+def coefficients(z, labels):
+    """The reference's coefficients of plain class-index targets: one-hot rows."""
+    return xentlib.reference.class_index_coefficients(labels, np.ones(z.shape[1], z.dtype))
 
 
 def losses(z, labels):
     """Per-row losses of a (N, C) batch from each implementation."""
     return {
         "xentlib": xentlib.softmax_cross_entropy(z, labels, reduction="none"),
+        "reference": xentlib.reference.softmax_cross_entropy_rows(z, coefficients(z, labels)),
         "torch": F.cross_entropy(torch.from_numpy(z), torch.from_numpy(labels),
                                  reduction="none").numpy(),
         "SciPy": -scipy.special.log_softmax(z, axis=1)[np.arange(len(labels)), labels],
@@ -56,6 +65,8 @@ def gradients(z, labels):
     scipy_grad[np.arange(len(labels)), labels] -= 1
     return {
         "xentlib": xentlib.softmax_cross_entropy_grad(z, labels, reduction="sum"),
+        "reference": xentlib.reference.softmax_cross_entropy_rows_grad(z,
+                                                                       coefficients(z, labels)),
         "torch": z_torch.grad.numpy(),
         "SciPy": scipy_grad,
     }

@@ -10,6 +10,8 @@ Everything is measured side by side in this one process, and reported as ratios:
   its forward plus backward (what autograd costs), against xentlib's hand-derived _grad.
 - SciPy: scipy.special.log_softmax then the mean of the target entries (forward) and
   softmax minus one-hot (gradient), the textbook NumPy/SciPy way.
+- ref/x: xentlib's reference path (xentlib.reference in chunks of rows, what float16 logits,
+  probability targets and torch tensors run) over the kernel's time: how much the kernel wins.
 
 Times are the minimum over at least 5 runs, more for fast functions (half a second each). Peak extra memory is measured with tracemalloc (NumPy
 reports its allocations to it) relative to the size of the logits.
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 import xentlib
+from xentlib._reference_path import reference_grad, reference_losses
+from xentlib._validation import softmax_problem
 
 SHAPES = [(65536, 10), (8192, 1000), (1024, 32000), (256, 128256)]
 
@@ -85,6 +89,13 @@ def measure(n, c, dtype, repeats, budget):
         grad /= n
         return grad
 
+    def reference_forward():
+        problem = softmax_problem(logits, labels, None, -100, "mean", 0.0)
+        return np.sum(reference_losses(problem), dtype=np.float64) / n
+
+    def reference_gradient():
+        return reference_grad(softmax_problem(logits, labels, None, -100, "mean", 0.0))
+
     result = {
         "R": best_time(lambda: np.sum(logits), repeats, budget),
         "E": best_time(lambda: np.exp(logits, out=buffer), repeats, budget),
@@ -96,6 +107,8 @@ def measure(n, c, dtype, repeats, budget):
         "torch_grad": torch_best(torch_forward_backward, repeats, budget),
         "scipy_fwd": best_time(scipy_forward, repeats, budget),
         "scipy_grad": best_time(scipy_gradient, repeats, budget),
+        "ref_fwd": best_time(reference_forward, min(repeats, 3), 0.0),
+        "ref_grad": best_time(reference_gradient, min(repeats, 3), 0.0),
     }
     size = logits.nbytes
     result["mem_fwd"] = peak_extra_memory(
@@ -106,6 +119,7 @@ def measure(n, c, dtype, repeats, budget):
     expected = float(F.cross_entropy(z_torch.double(), y_torch))
     got = float(xentlib.softmax_cross_entropy(logits, labels))
     assert abs(got - expected) <= 1e-5 * abs(expected), (got, expected)
+    assert abs(float(reference_forward()) - expected) <= 1e-5 * abs(expected)
     return result
 
 
@@ -119,7 +133,8 @@ def main():
           f"best of at least {repeats} runs; torch: best of 1 and 2 threads")
     header = (f"{'N x C':>14} {'dtype':>7} | {'fwd/torch':>9} {'fwd/E':>6} {'torch/E':>7} "
               f"{'fwd/R':>6} "
-              f"{'scipy/x':>7} | {'grad/torch':>10} {'grad/R':>6} {'torch/R':>7} {'scipy/x':>7} "
+              f"{'scipy/x':>7} {'ref/x':>6} | {'grad/torch':>10} {'grad/R':>6} {'torch/R':>7} "
+              f"{'scipy/x':>7} {'ref/x':>6} "
               f"| {'mem fwd':>7} {'mem grad':>8}")
     print(header)
     print("-" * len(header))
@@ -129,16 +144,18 @@ def main():
             print(f"{f'{n}x{c}':>14} {np.dtype(dtype).name:>7} | "
                   f"{r['xent_fwd'] / r['torch_fwd']:9.2f} {r['xent_fwd'] / r['E']:6.2f} "
                   f"{r['torch_fwd'] / r['E']:7.2f} "
-                  f"{r['xent_fwd'] / r['R']:6.1f} {r['scipy_fwd'] / r['xent_fwd']:7.2f} | "
+                  f"{r['xent_fwd'] / r['R']:6.1f} {r['scipy_fwd'] / r['xent_fwd']:7.2f} "
+                  f"{r['ref_fwd'] / r['xent_fwd']:6.2f} | "
                   f"{r['xent_grad'] / r['torch_grad']:10.2f} {r['xent_grad'] / r['R']:6.1f} "
-                  f"{r['torch_grad'] / r['R']:7.1f} {r['scipy_grad'] / r['xent_grad']:7.2f} | "
+                  f"{r['torch_grad'] / r['R']:7.1f} {r['scipy_grad'] / r['xent_grad']:7.2f} "
+                  f"{r['ref_grad'] / r['xent_grad']:6.2f} | "
                   f"{r['mem_fwd']:6.2f}x {r['mem_grad']:7.2f}x", flush=True)
     print("fwd/torch, grad/torch: xentlib time over torch's (below 1: xentlib is faster). "
           "fwd/E, torch/E, fwd/R, grad/R, torch/R: times in units of one exp pass (E) or one "
           "read (R) of the logits, on one thread; where torch/E is below 0.5, torch's whole "
           "forward beats np.exp over the logits split across two threads (the most either "
           "side uses here), a floor for a NumPy implementation that exponentiates every logit. "
-          "scipy/x: SciPy's time over xentlib's. mem: peak extra memory over the size of the "
+          "scipy/x, ref/x: SciPy's and the reference path's time over xentlib's. mem: peak extra memory over the size of the "
           "logits.")
 
 

@@ -2,9 +2,11 @@
 
 The small NumPy library behind the course *Cross-Entropy, Derived*. Every public function takes
 NumPy arrays (or anything :func:`numpy.asarray` accepts) or torch tensors and returns the same
-kind; errors name the argument that was wrong.
+kind (``chunked_linear_cross_entropy``, for language-model-sized vocabularies, takes torch tensors
+only); errors name the argument that was wrong.
 """
 
+from . import reference
 from .chunked import chunked_linear_cross_entropy
 from .information import cross_entropy, entropy, kl_divergence
 from .losses import (
@@ -32,4 +34,4 @@ __all__ = [
     "binary_cross_entropy_with_logits_grad",
     "chunked_linear_cross_entropy",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
