@@ -297,7 +297,7 @@ def test_probability_targets_with_the_default_ignore_index_still_work(backend):
     np.testing.assert_allclose(grad, expected_grad, **F64)
 
 
-# --- point 10: long double ------------------------------------------------------------------------
+# --- point 10: long double ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("target, row", [(0, [720, 719]), (1, [720, 719]), (0, [719, 720]),
                                          (1, [-11400, -11401])])

@@ -199,7 +199,8 @@ def sample_inputs_cross_entropy():
                            id=f"{input_shape}-{options}-{'prob' if probabilities else 'index'}")
 
 
-@pytest.mark.parametrize("input_shape, options, probabilities", list(sample_inputs_cross_entropy()))
+@pytest.mark.parametrize("input_shape, options, probabilities",
+                         list(sample_inputs_cross_entropy()))
 @pytest.mark.parametrize("path", MAIN_PATHS)
 def test_opinfo_sample_inputs_cross_entropy(path, input_shape, options, probabilities):
     rng = rng_for("opinfo", input_shape, options, probabilities)
@@ -658,7 +659,8 @@ def test_half_precision_computes_in_float32(dtype, target_kind, reduction):
     grad = softmax_cross_entropy_grad(logits, target, reduction=reduction)
     assert loss.dtype == dtype and grad.dtype == dtype and mine.grad.dtype == dtype
     # atol: one unit in the last place of the subnormals, where a relative bound means nothing.
-    tol = dict(rtol=torch.finfo(dtype).eps, atol=torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps)
+    info = torch.finfo(dtype)
+    tol = dict(rtol=info.eps, atol=info.smallest_normal * info.eps)
     torch.testing.assert_close(loss, expected.detach().to(dtype), **tol)
     torch.testing.assert_close(grad, z.grad.to(dtype), **tol)
     torch.testing.assert_close(mine.grad, z.grad.to(dtype), **tol)
@@ -804,7 +806,7 @@ def test_no_reduce_scalar(path, with_logits, weighted):
     options = {"reduction": "none"}
     if weighted:
         options["weight"] = np.array(rng.uniform(0, 1))
-    loss, grad = xentlib_binary(path, first, target, with_logits, **options)
+    loss, _ = xentlib_binary(path, first, target, with_logits, **options)
     assert loss.shape == ()
     assert_binary_matches(path, with_logits, first, target, **options)
 
