@@ -217,6 +217,96 @@ def test_opinfo_sample_inputs_cross_entropy(path, input_shape, options, probabil
     assert_cross_entropy_matches(path, torch_cross_entropy, logits, target, **options)
 
 
+def opinfo_problem(input_shape, options, probabilities):
+    """One sample of sample_inputs_cross_entropy as float64 tensors (weights non-negative)."""
+    rng = rng_for("opinfo_grad", input_shape, options, probabilities)
+    options = dict(options)
+    if "weight" in options:
+        options["weight"] = torch.tensor(make_weight(rng, input_shape[1]))
+    logits = torch.tensor(make_logits(rng, input_shape))
+    if probabilities:
+        target = torch.tensor(make_probabilities(rng, input_shape))
+    else:
+        target = torch.tensor(rng.integers(0, input_shape[1], size=(2, *input_shape[2:])))
+    return logits, target, options
+
+
+@pytest.mark.parametrize("input_shape, options, probabilities",
+                         list(sample_inputs_cross_entropy()))
+def test_opinfo_gradcheck(input_shape, options, probabilities):
+    # test/test_ops.py TestBwdGradients.test_fn_grad: torch.autograd.gradcheck (finite
+    # differences against the backward pass) on every sample, float64, w.r.t. the logits.
+    # (Not w.r.t. probability targets: a perturbed target is no longer a distribution, which
+    # xentlib refuses by design.)
+    logits, target, options = opinfo_problem(input_shape, options, probabilities)
+    z = logits.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: softmax_cross_entropy(x, target, **options), (z,))
+
+
+@pytest.mark.parametrize("input_shape, options, probabilities",
+                         list(sample_inputs_cross_entropy())[::3])
+def test_opinfo_gradgradcheck(input_shape, options, probabilities):
+    # test/test_ops.py TestBwdGradients.test_fn_gradgrad (the OpInfo supports gradgrad):
+    # second derivatives through loss.backward(create_graph=True), against finite
+    # differences of the first. xentlib may instead refuse double backward with torch's clear
+    # "once_differentiable" error; a silently wrong Hessian fails.
+    logits, target, options = opinfo_problem(input_shape, options, probabilities)
+    z = logits.clone().requires_grad_()
+    try:
+        assert torch.autograd.gradgradcheck(
+            lambda x: softmax_cross_entropy(x, target, **options), (z,))
+    except RuntimeError as error:
+        assert "once_differentiable" in str(error), str(error)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_gradient_with_respect_to_probability_targets(reduction, weighted, smoothing):
+    # sample_inputs_cross_entropy makes probability targets with requires_grad, so test_ops
+    # differentiates with respect to them. Expected: torch's autograd gradient for the target,
+    # including targets with exact zeros (issue 14, point 8: where(a > 0, ...) cut the gradient
+    # there: target [1, 0, 0] gave [1.464, 0.464, 0.464], torch [1.464, 0.464, 1.964]).
+    rng = rng_for("target_grad", reduction, weighted, smoothing)
+    logits = torch.tensor(make_logits(rng, (4, 3)))
+    target = torch.tensor(make_probabilities(rng, (4, 3)))
+    target[0] = torch.tensor([1.0, 0.0, 0.0])
+    target[1] = torch.tensor([0.0, 0.5, 0.5])
+    options = dict(reduction=reduction, label_smoothing=smoothing)
+    if weighted:
+        options["weight"] = torch.tensor(make_weight(rng, 3))
+    grads = []
+    for function in (F.cross_entropy, softmax_cross_entropy):
+        z, t = logits.clone().requires_grad_(), target.clone().requires_grad_()
+        function(z, t, **options).sum().backward()
+        grads.append((z.grad, t.grad))
+    (expected_z, expected_t), (got_z, got_t) = grads
+    np.testing.assert_allclose(got_t.numpy(), expected_t.numpy(), **F64)
+    np.testing.assert_allclose(got_z.numpy(), expected_z.numpy(), **F64)
+
+
+@pytest.mark.parametrize("with_logits", [False, True], ids=["BCELoss", "BCEWithLogitsLoss"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_gradient_with_respect_to_targets(with_logits, reduction):
+    # sample_inputs_binary_cross_entropy(_with_logits): targets with requires_grad, some exactly
+    # 0 or 1. Expected: torch's autograd gradient with respect to the target.
+    rng = rng_for("binary_target_grad", with_logits, reduction)
+    first = (torch.tensor(make_logits(rng, (S, S))) if with_logits
+             else torch.tensor(rng.uniform(1e-6, 1, size=(S, S))))
+    target = torch.tensor(rng.uniform(0, 1, size=(S, S)))
+    target[0, :2] = torch.tensor([0.0, 1.0])
+    ours = binary_cross_entropy_with_logits if with_logits else binary_cross_entropy
+    theirs = F.binary_cross_entropy_with_logits if with_logits else F.binary_cross_entropy
+    grads = []
+    for function in (theirs, ours):
+        x, t = first.clone().requires_grad_(), target.clone().requires_grad_()
+        function(x, t, reduction=reduction).sum().backward()
+        grads.append((x.grad, t.grad))
+    (expected_x, expected_t), (got_x, got_t) = grads
+    np.testing.assert_allclose(got_t.numpy(), expected_t.numpy(), **F64)
+    np.testing.assert_allclose(got_x.numpy(), expected_x.numpy(), **F64)
+
+
 # --- common_modules.py: module_inputs_torch_nn_CrossEntropyLoss --------------------------------
 
 MODULE_CASES = [
