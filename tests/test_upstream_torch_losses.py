@@ -11,8 +11,10 @@ Sources (PyTorch 2.13; the ``torch/testing/_internal`` files ship with the insta
 - ``torch/testing/_internal/common_nn.py``: ``cross_entropy_loss_prob_target_reference``,
   ``cross_entropy_loss_indices_target_reference`` (``loss_reference_fns['CrossEntropyLoss']``),
   ``bceloss_*_test`` / ``bce_with_logistic_*_test`` (0-d inputs).
-- ``test/test_nn.py``: ``TestNNDeviceType.test_cross_entropy_*``, ``test_nll_loss_*`` and
-  ``TestNN.test_bce_*`` (the same BCE bodies are in ``test/test_mps.py``).
+- ``test/test_nn.py``: ``TestNNDeviceType.test_cross_entropy_*`` and ``test_nll_loss_*``;
+  ``test/test_mps.py``: ``test_bce_*`` (device-free bodies of the BCE criterion tests, read
+  there); ``test/test_ops.py``: ``test_noncontiguous_samples``, ``test_fn_grad``,
+  ``test_fn_gradgrad`` applied to the OpInfo samples.
 
 Expected values are PyTorch's, computed in the test (``torch.nn.functional`` in float64 with
 autograd for gradients), or upstream's reference functions re-typed below. Every case runs on
@@ -901,7 +903,7 @@ def test_no_reduce_scalar(path, with_logits, weighted):
     assert_binary_matches(path, with_logits, first, target, **options)
 
 
-# --- test_nn.py: TestNN.test_bce_* ------------------------------------------------------------
+# --- test_mps.py: test_bce_* (device-free bodies) ----------------------------------------------
 
 @pytest.mark.parametrize("path", PATHS)
 def test_bce_loss_always_nonnegative(path):
@@ -914,8 +916,9 @@ def test_bce_loss_always_nonnegative(path):
 @pytest.mark.parametrize("with_logits", [False, True], ids=["BCELoss", "BCEWithLogitsLoss"])
 @pytest.mark.parametrize("path", ["numpy", "torch"])
 def test_bce_loss_size_mismatch(path, with_logits):
-    # test_bce_loss_size_mismatch / test_bce_with_logits_raises_if_target_and_input_are_
-    # different_size: (25,) against (25, 1) is an error naming target, not a broadcast.
+    # test_bce_loss_size_mismatch: (25,) against (25, 1) is an error (torch: "Using a target
+    # size ... that is different to the input size"), here a ValueError naming target, for
+    # both binary losses, not a broadcast.
     rng = rng_for("mismatch")
     a, b = rng.uniform(0, 1, size=25), rng.uniform(0, 1, size=(25, 1))
     with pytest.raises(ValueError, match="target"):
@@ -926,8 +929,11 @@ def test_bce_loss_size_mismatch(path, with_logits):
 
 @pytest.mark.parametrize("path", ["numpy", "torch"])
 def test_bce_loss_input_range(path):
-    # test_bce_loss_input_range: probabilities outside [0, 1] are an error naming probs.
+    # Probabilities outside [0, 1] are an error naming probs; torch raises too ("all elements
+    # of input should be between 0 and 1"), checked here.
     target = np.full(10, 0.5)
+    with pytest.raises(RuntimeError):
+        F.binary_cross_entropy(torch.full((10,), 1.5), torch.full((10,), 0.5))
     for bad in (np.full(10, 1.5), np.full(10, -0.5)):
         with pytest.raises(ValueError, match="probs"):
             xentlib_binary(path, bad, target, False)
