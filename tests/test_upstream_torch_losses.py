@@ -261,6 +261,30 @@ def test_opinfo_gradgradcheck(input_shape, options, probabilities):
         assert "once_differentiable" in str(error), str(error)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, imported by forward_ad
+@pytest.mark.parametrize("input_shape, options, probabilities",
+                         list(sample_inputs_cross_entropy())[1::3])
+def test_opinfo_forward_mode_ad(input_shape, options, probabilities):
+    # test/test_ops.py TestFwdGradients.test_forward_mode_AD (the OpInfo has
+    # supports_forward_ad=True): the JVP along a random tangent equals torch's. xentlib may
+    # instead refuse forward mode with torch's clear error for an autograd.Function without a
+    # jvp; a wrong JVP fails.
+    import torch.autograd.forward_ad as fwAD
+
+    logits, target, options = opinfo_problem(input_shape, options, probabilities)
+    tangent = torch.tensor(rng_for("tangent", input_shape).standard_normal(input_shape))
+    jvps = []
+    for function in (F.cross_entropy, softmax_cross_entropy):
+        with fwAD.dual_level():
+            try:
+                out = function(fwAD.make_dual(logits, tangent), target, **options)
+            except (NotImplementedError, RuntimeError) as error:
+                assert function is softmax_cross_entropy and "jvp" in str(error), str(error)
+                return
+            jvps.append(fwAD.unpack_dual(out).tangent)
+    np.testing.assert_allclose(jvps[1].numpy(), jvps[0].numpy(), **F64)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
