@@ -189,8 +189,8 @@ def test_integer_labels_consistent_with_softmax_cross_entropy_scalar(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_integer_labels_consistent_with_softmax_cross_entropy_batched(backend):
-    # ..._batched, and the literal value: label 1 of row 0 is upstream's 9.00013 case shifted
-    # to class 1 ([10, 1, -2], y = 1: 9 + log1p(e^-9 + e^-12) = 9.000124...).
+    # ..._batched; the labels [1, 0] are SoftmaxCrossEntropyTest's one-hot targets, so its
+    # literal [9.00013, 3.0696733] applies too (row 0: 9 + log1p(e^-9 + e^-12) = 9.000129).
     one_hot = np.eye(3, dtype=np.float32)[INTEGER_LABELS]
     expected = to_numpy(softmax_cross_entropy(on_backend(YS, backend),
                                               on_backend(one_hot, backend), reduction="none"))
