@@ -1,7 +1,7 @@
 """PyTorch's own tests of its cross-entropy losses, ported to xentlib's API.
 
 Sources (PyTorch 2.13; the ``torch/testing/_internal`` files ship with the installed wheel,
-``test/test_nn.py`` is read from pytorch/pytorch):
+the ``test/`` files are read from pytorch/pytorch):
 - ``torch/testing/_internal/common_methods_invocations.py``: ``sample_inputs_cross_entropy``,
   ``sample_inputs_binary_cross_entropy``, ``sample_inputs_binary_cross_entropy_with_logits``
   (the OpInfo samples).
@@ -14,12 +14,13 @@ Sources (PyTorch 2.13; the ``torch/testing/_internal`` files ship with the insta
 - ``test/test_nn.py``: ``TestNNDeviceType.test_cross_entropy_*`` and ``test_nll_loss_*``;
   ``test/test_mps.py``: ``test_bce_*`` (device-free bodies of the BCE criterion tests, read
   there); ``test/test_ops.py``: ``test_noncontiguous_samples``, ``test_fn_grad``,
-  ``test_fn_gradgrad`` applied to the OpInfo samples.
+  ``test_fn_gradgrad``, ``test_forward_mode_AD`` applied to the OpInfo samples.
 
 Expected values are PyTorch's, computed in the test (``torch.nn.functional`` in float64 with
 autograd for gradients), or upstream's reference functions re-typed below. Every case runs on
-three paths: NumPy arrays (the NumPy kernel), torch tensors (``*_grad`` functions) and torch
-tensors through autograd (``loss.backward()``).
+three paths (the large sample sets on the first and third): NumPy arrays (the NumPy kernel),
+torch tensors (``*_grad`` functions) and torch tensors through autograd (``loss.backward()``).
+Double backward and forward-mode AD may instead be refused with a clear error.
 
 Deliberate differences, from xentlib's docstrings (Notes): probability targets must be
 distributions (upstream samples ``make_tensor(low=0, high=1)`` or even ``log_softmax`` outputs as
