@@ -31,3 +31,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_grad",
 ]
 __version__ = "0.1.0"
+
+from .focal import sigmoid_focal_loss, softmax_focal_loss  # noqa: E402  (issue 13)
+
+__all__ += ["sigmoid_focal_loss", "softmax_focal_loss"]
