@@ -35,3 +35,6 @@ __version__ = "0.1.0"
 from .focal import sigmoid_focal_loss, softmax_focal_loss  # noqa: E402  (issue 13)
 
 __all__ += ["sigmoid_focal_loss", "softmax_focal_loss"]
+from .calibration import expected_calibration_error, fit_temperature  # noqa: E402  (issue 13)
+
+__all__ += ["expected_calibration_error", "fit_temperature"]
