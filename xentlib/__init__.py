@@ -7,7 +7,9 @@ only); errors name the argument that was wrong.
 """
 
 from . import reference
+from .calibration import expected_calibration_error, fit_temperature
 from .chunked import chunked_linear_cross_entropy
+from .focal import sigmoid_focal_loss, softmax_focal_loss
 from .information import cross_entropy, entropy, kl_divergence
 from .losses import (
     binary_cross_entropy,
@@ -32,6 +34,10 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "expected_calibration_error",
+    "fit_temperature",
     "chunked_linear_cross_entropy",
 ]
 __version__ = "0.2.0"
