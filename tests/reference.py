@@ -6,17 +6,30 @@ Every reference takes the exact floating-point inputs the function under test re
 so its error is far below one unit in the last place of float64.
 """
 
+import functools
+
 import mpmath
 import numpy as np
 
-mpmath.mp.dps = 50
+DIGITS = 50
 
 
+def at_50_digits(reference):
+    """Run ``reference`` at 50 digits whatever precision another test left mpmath at."""
+    @functools.wraps(reference)
+    def wrapper(*args, **kwargs):
+        with mpmath.workdps(DIGITS):
+            return reference(*args, **kwargs)
+    return wrapper
+
+
+@at_50_digits
 def mp_logsumexp(row):
     terms = [mpmath.exp(mpmath.mpf(float(v))) for v in row if v != -np.inf]
     return mpmath.log(mpmath.fsum(terms)) if terms else -mpmath.inf
 
 
+@at_50_digits
 def mp_softmax_cross_entropy_row(row, target):
     """-log softmax(row)[target] = logsumexp(row) - row[target]."""
     if row[target] == -np.inf:
@@ -24,12 +37,14 @@ def mp_softmax_cross_entropy_row(row, target):
     return mp_logsumexp(row) - mpmath.mpf(float(row[target]))
 
 
+@at_50_digits
 def mp_softmax(row):
     lse = mp_logsumexp(row)
     return [mpmath.exp(mpmath.mpf(float(v)) - lse) if v != -np.inf else mpmath.mpf(0)
             for v in row]
 
 
+@at_50_digits
 def ulp_error(computed, exact, dtype):
     """|computed - exact| in units in the last place of ``exact`` rounded to ``dtype``."""
     exact_rounded = dtype(float(exact))

@@ -306,9 +306,9 @@ def test_longdouble_logits_near_the_float64_overflow(target, row):
     # not long double). Hand derivation: loss = logsumexp(z) - z_y = max - z_y + log1p(e^-1),
     # here from mpmath at 30 digits; the result keeps the longdouble dtype.
     logits = np.array([row], dtype=np.longdouble)
-    mpmath.mp.dps = 30
-    expected = (mpmath.log(sum(mpmath.exp(mpmath.mpf(v)) for v in row))
-                - mpmath.mpf(row[target]))
+    with mpmath.workdps(30):    # local: a global setting would weaken other tests' references
+        expected = (mpmath.log(sum(mpmath.exp(mpmath.mpf(v)) for v in row))
+                    - mpmath.mpf(row[target]))
     loss = softmax_cross_entropy(logits, np.array([target]))
     assert np.asarray(loss).dtype == np.longdouble
     assert math.isfinite(float(loss))
