@@ -241,6 +241,20 @@ def test_merge_of_max_sum_pairs_is_the_log_sum_exp_of_the_union():
     assert float(both_empty[0]) == -np.inf and float(both_empty[1]) == 0.0
 
 
+@pytest.mark.parametrize("chunk_size", [(6, 4), (4, 5), (6, 12)])
+def test_a_vocabulary_block_masked_to_minus_inf_by_the_bias_changes_nothing(chunk_size):
+    # A bias of -inf masks padded vocabulary entries; F.cross_entropy gives them probability 0.
+    # When a whole vocabulary block is masked its pair must be the merge's identity (-inf, 0),
+    # not exp(-inf - -inf) = NaN. Independent source: the naive loss and its autograd.
+    tensors, target = problem(6, 4, 12, bias=True)
+    tensors[2][8:] = -torch.inf
+    target = target % 8
+    ours = losses_and_gradients(chunked, tensors, target, chunk_size=chunk_size)
+    theirs = losses_and_gradients(naive, tensors, target)
+    assert torch.isfinite(theirs[0])
+    assert_all_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
 def test_no_block_larger_than_the_chunk_is_ever_computed(monkeypatch):
     # Record the shape of every block of logits the forward and backward compute.
     from xentlib import chunked as module

@@ -262,7 +262,10 @@ def _forward(hidden, weight, bias, target, settings):
             bias_rows = bias[v_start:v_stop] if bias is not None else None
             logits = _block_logits(hidden_rows, weight[v_start:v_stop], bias_rows, acc)
             block_max = logits.max(dim=1).values
-            block_sum = torch.exp(logits - block_max[:, None]).sum(dim=1)
+            # A row whose block is all -inf (a bias of -inf masking padded words) has the pair
+            # (-inf, 0), the merge's identity; shifting by its max would give exp(nan).
+            shift = torch.where(torch.isneginf(block_max), 0.0, block_max)
+            block_sum = torch.exp(logits - shift[:, None]).sum(dim=1)
             running = merge_max_sum(running, (block_max, block_sum))
         log_sum_exp[start:stop] = running[0] + torch.log(running[1])
         # Z_{n y_n}, as a product in the input dtype like the blocks' logits.
