@@ -118,6 +118,24 @@ def test_sigmoid_family_against_mpmath_and_torch():
     assert sigmoid(np.float32(3.0)).dtype == np.float32
 
 
+@pytest.mark.parametrize("function", [sigmoid, log_sigmoid])
+def test_sigmoid_family_gradients_including_zero(function):
+    # Expected values from mpmath (50 digits): sigma'(z) = sigma(z) sigma(-z) and
+    # (log sigma)'(z) = sigma(-z); at 0 they are 1/4 and 1/2 by hand. Found by the focal-loss
+    # tests: e^{-|z|} through abs() made xentlib.sigmoid's gradient 0 at z = 0. (torch's own
+    # sigmoid gradient, s (1 - s), loses all digits for large z, so it is not the reference.)
+    values = [-700.0, -30.0, -1.5, -0.0, 0.0, 1e-300, 2.0, 30.0, 700.0]
+    z = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    (ours,) = torch.autograd.grad(function(z).sum(), z)
+    with mpmath.workdps(50):
+        def mp_sigmoid(v):
+            return 1 / (1 + mpmath.exp(-mpmath.mpf(v)))
+        exact = [float(mp_sigmoid(v) * mp_sigmoid(-v)) if function is sigmoid
+                 else float(mp_sigmoid(-v)) for v in values]
+    np.testing.assert_allclose(ours.numpy(), exact, rtol=1e-14, atol=0)
+    assert ours[4] == (0.25 if function is sigmoid else 0.5)
+
+
 def test_torch_tensors_round_trip_with_autograd():
     z = torch.tensor([[1.0, 2.0, -np.inf], [0.5, 0.5, 3.0]], dtype=torch.float64,
                      requires_grad=True)

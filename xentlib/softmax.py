@@ -410,7 +410,9 @@ def sigmoid(z):
     refuse_masked_array(z, "z")
     xp = namespace_of(z)
     z = as_real_array(z, "z", xp)
-    small = xp.exp(-xp.abs(z))
+    # e^{-|z|}, written as a choice between -z and z rather than with abs(): autograd gives
+    # abs a slope of 0 at z = 0, which would make the gradient of sigmoid there 0, not 1/4.
+    small = xp.exp(xp.where(z >= 0, -z, z))
     return scalar_if_0d(xp.where(z >= 0, 1 / (1 + small), small / (1 + small)))
 
 
