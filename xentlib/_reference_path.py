@@ -1,9 +1,10 @@
 """Runs :mod:`xentlib.reference` on a validated softmax problem, whatever its size or kind.
 
-On NumPy the reference's half-dozen temporaries the size of its input would take 8-10x the
-logits at once; here it runs in chunks of rows (float16 converted to float32 chunk by chunk),
-so the peak stays below 3x the logits. On torch tensors it runs whole, the loss through
-``xentlib._autograd`` so that ``loss.backward()`` runs the reference gradient. Also the mean's
+The reference's half-dozen temporaries the size of its input would take 7-10x the logits at
+once; here it runs in chunks of rows, on NumPy (float16 converted to float32 chunk by chunk)
+and on torch tensors alike, so the peak stays below 3x the logits. Each row's value does not
+depend on the chunking. On torch tensors the loss goes through ``xentlib._autograd`` so that
+``loss.backward()`` runs the reference gradient, chunked the same way. Also the mean's
 denominator and the gradient's scale, shared with the kernel path.
 """
 
@@ -14,15 +15,16 @@ import numpy as np
 from . import reference
 from ._validation import check_logit_rows
 
-__all__ = ["reference_losses", "reference_grad", "denominator", "gradient_scale"]
+__all__ = ["reference_losses", "reference_grad", "denominator", "gradient_scale",
+           "coefficients"]
 
-# The reference runs on NumPy in chunks of at most 1/16 of the rows (and 4 MiB of logits), so
+# The reference runs in chunks of at most 1/16 of the rows (and 4 MiB of logits), so
 # its half-dozen temporaries stay near the logits' size: peak memory <= 3x the logits.
 REFERENCE_CHUNKS_AT_LEAST = 16
 REFERENCE_CHUNK_BYTES = 1 << 22
 
 
-def _coefficients(problem, start=0, stop=None):
+def coefficients(problem, start=0, stop=None):
     """The reference's coefficients a for rows start:stop."""
     if problem.probabilities is not None:
         probabilities = problem.xp.astype(problem.probabilities[start:stop],
@@ -46,9 +48,8 @@ def denominator(problem):
 
 
 def _row_chunks(problem):
+    """(start, stop) of each chunk of rows: at most 1/16 of them and 4 MiB of logits."""
     n_rows, n_classes = problem.rows.shape
-    if not isinstance(problem.rows, np.ndarray):
-        return [(0, n_rows)]
     size = max(1, min(-(-n_rows // REFERENCE_CHUNKS_AT_LEAST),
                       REFERENCE_CHUNK_BYTES // (n_classes * problem.rows.dtype.itemsize)))
     return [(start, min(n_rows, start + size)) for start in range(0, n_rows, size)] or [(0, 0)]
@@ -66,11 +67,11 @@ def reference_losses(problem):
     if not isinstance(rows, np.ndarray):
         from ._autograd import softmax_cross_entropy_rows_autograd
 
-        return softmax_cross_entropy_rows_autograd(rows, _coefficients(problem))
+        return softmax_cross_entropy_rows_autograd(rows, problem, _row_chunks(problem))
     losses = np.empty(rows.shape[0], problem.weight.dtype)
     for start, stop in _row_chunks(problem):
         losses[start:stop] = reference.softmax_cross_entropy_rows(
-            _chunk(problem, start, stop), _coefficients(problem, start, stop))
+            _chunk(problem, start, stop), coefficients(problem, start, stop))
     return losses
 
 
@@ -78,13 +79,17 @@ def reference_grad(problem):
     """The gradient of the reduced loss (M, C), by the reference."""
     xp, rows = problem.xp, problem.rows
     check_logit_rows(rows, xp)
+    scale = gradient_scale(problem)
     if not isinstance(rows, np.ndarray):
-        return (reference.softmax_cross_entropy_rows_grad(rows, _coefficients(problem))
-                * gradient_scale(problem))
-    grad, scale = np.empty_like(rows, order="C"), gradient_scale(problem)
+        grad = xp.empty(tuple(rows.shape), dtype=rows.dtype, device=rows.device)
+        for start, stop in _row_chunks(problem):
+            grad[start:stop] = reference.softmax_cross_entropy_rows_grad(
+                rows[start:stop], coefficients(problem, start, stop)) * scale
+        return grad
+    grad = np.empty_like(rows, order="C")
     for start, stop in _row_chunks(problem):
         grad[start:stop] = scale * reference.softmax_cross_entropy_rows_grad(
-            _chunk(problem, start, stop), _coefficients(problem, start, stop))
+            _chunk(problem, start, stop), coefficients(problem, start, stop))
     return grad
 
 
