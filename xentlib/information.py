@@ -19,9 +19,10 @@ from ._validation import (
     check_base,
     check_probabilities,
     namespace_of,
+    refuse_masked_array,
     scalar_if_0d,
 )
-from .softmax import _is_torch_tensor, refuse_masked_array
+from .softmax import _is_torch_tensor
 
 __all__ = ["entropy", "cross_entropy", "kl_divergence"]
 

@@ -23,7 +23,13 @@ import operator
 
 import numpy as np
 
-from ._validation import as_real_array, check_axis, namespace_of, scalar_if_0d
+from ._validation import (
+    as_real_array,
+    check_axis,
+    namespace_of,
+    refuse_masked_array,
+    scalar_if_0d,
+)
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid"]
 
@@ -83,16 +89,6 @@ class _ShiftedSlices:
                 f"{name} has a slice whose entries are all -inf: every class is masked, so no "
                 "distribution exists"
             )
-
-
-def refuse_masked_array(value, name):
-    """Raise for a NumPy masked array: ``np.asarray`` would drop its mask without a word, and
-    the masked entries would silently take part in the result."""
-    if isinstance(value, np.ma.MaskedArray):
-        raise TypeError(
-            f"{name} is a NumPy masked array; its mask would be ignored. Pass the data with "
-            f"masked logits set to -inf (or masked probabilities removed) as a plain array"
-        )
 
 
 _LOW_PRECISION = ("float16", "bfloat16")
