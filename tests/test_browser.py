@@ -13,19 +13,16 @@ browser is not installed.
 
 import functools
 import http.server
-import shutil
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from offline_browser import CHROMIUM, LAUNCH_FLAGS, keep_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = {"index.html", "chapters/01_entropy.html", "chapters/06_numerical_stability.html",
                "chapters/08_training_a_classifier.html", "api.html"}
 
@@ -75,17 +72,7 @@ class PageVisit:
         self.context = browser.new_context(viewport={"width": width, "height": height})
         self.page = self.context.new_page()
         self.external, self.http_errors, self.console_errors = [], [], []
-        host = urlsplit(base).netloc
-
-        def route(route):
-            url = route.request.url
-            if urlsplit(url).netloc == host or url.startswith(("data:", "blob:")):
-                route.continue_()
-            else:
-                self.external.append(url)
-                route.abort()
-
-        self.page.route("**/*", route)
+        keep_offline(self.page, urlsplit(base).netloc, self.external)
         self.page.on("response", lambda r: r.status >= 400 and self.http_errors.append(
             f"{r.status} {r.url}"))
         self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(

@@ -26,13 +26,11 @@ from urllib.parse import urlsplit
 
 import jupytext
 import pytest
+from offline_browser import CHROMIUM, LAUNCH_FLAGS, keep_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 SOURCES = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT_CHAPTER = "01_entropy"
 CHAPTER_TIMEOUT_MS = 600_000
 
@@ -179,16 +177,7 @@ class LabPage:
         self.page = browser.new_page()
         self.external, self.page_errors = [], []
         host = urlsplit(lab.url).netloc
-
-        def route(route):
-            url = route.request.url
-            if urlsplit(url).netloc == host or url.startswith(("data:", "blob:")):
-                route.continue_()
-            else:
-                self.external.append(url)
-                route.abort()
-
-        self.page.route("**/*", route)
+        keep_offline(self.page, host, self.external)
         self.page.on("websocket", lambda ws: urlsplit(ws.url).netloc == host
                      or self.external.append(ws.url))
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
