@@ -164,22 +164,37 @@ os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _run_split(work, n_blocks, n_elements):
-    """``work(first_block, last_block)`` over all blocks: the second half on the pool's thread,
-    in a copy of the caller's context (``np.errstate`` lives there), when there is enough work
-    and two cores; all of it here when the interpreter is shutting down (``atexit``)."""
+    """``work(claim)`` on this thread and, when there is enough work and two cores, on the
+    pool's thread too, in a copy of the caller's context (``np.errstate`` lives there);
+    ``claim()`` hands out each block index once, then None. Both threads claim blocks as
+    they go, so a thread slowed by other processes on its core just takes fewer (a fixed
+    half each waited for the slower one). All of it here when the interpreter is shutting
+    down (``atexit``)."""
+    claim = functools.partial(next, iter(range(n_blocks)), None)
     if n_blocks < 2 or n_elements < PARALLEL_MIN_ELEMENTS or (os.cpu_count() or 1) < 2:
-        work(0, n_blocks)
+        work(claim)
         return
-    middle = n_blocks // 2
+    claim = _locked(claim)
     try:
-        other = _thread_pool().submit(contextvars.copy_context().run, work, middle, n_blocks)
+        other = _thread_pool().submit(contextvars.copy_context().run, work, claim)
     except RuntimeError:                 # "cannot schedule new futures after shutdown"
-        work(0, n_blocks)
+        work(claim)
         return
     try:
-        work(0, middle)
+        work(claim)
     finally:
         other.result()
+
+
+def _locked(function):
+    """``function`` called by one thread at a time (a range iterator is not thread-safe
+    without the GIL)."""
+    lock = threading.Lock()
+
+    def locked():
+        with lock:
+            return function()
+    return locked
 
 
 def _exact_shift(zb, column_max, error, scratch):
@@ -215,6 +230,7 @@ class _Unshifted:
     highest: float
     subnormal: float
     tiny: float
+    negligible: float
     scale_type: object
 
     @classmethod
@@ -230,17 +246,12 @@ class _Unshifted:
                 return None
             scale_type = np.longdouble
         highest = math.log(float(info.max)) - math.log(n_classes) - 1.0
-        return cls(highest, float(info.smallest_subnormal), float(info.tiny), scale_type)
+        return cls(highest, float(info.smallest_subnormal), float(info.tiny),
+                   float(info.eps) / 16, scale_type)
 
     def factor(self, maximum):
         """e^{-m} in the wide type (infinite for very negative m: such rows are redone)."""
         return np.exp(-maximum.astype(self.scale_type))
-
-    def losses_safe(self, maximum, rest, unshift, n_classes):
-        """Rows where underflowed terms (error <= 4 subnormals each, times e^{-m}) change rest
-        by less than 2^-30 of itself."""
-        return ((maximum <= self.highest)
-                & (n_classes * 4 * self.subnormal * unshift <= rest * 2.0 ** -30))
 
 
 def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
@@ -276,62 +287,76 @@ def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     return losses
 
 
-def _unshifted_losses(zb, tb, yb, argmax, maximum, *, one_hot, unshifted):
-    """Per-row losses (no smoothing) from exp(z) scaled by e^{-m}, and the rows to redo.
+def _row_maxima(z):
+    """Per row, the first argmax and the maximum; a clear error for NaN, +inf or a row that
+    is all -inf."""
+    argmax = np.argmax(z, axis=1)
+    maximum = z[np.arange(z.shape[0]), argmax]
+    if not np.isfinite(maximum).all():
+        _refuse_nonfinite_maximum(maximum)
+    return argmax, maximum
 
-    The loss is l = (m - z_y) + log1p(rest), and a relative error d in rest moves it by a
-    relative kappa d with kappa = rest / ((1 + rest) l) <= 1. Where kappa <= 1/4 the rounding
-    of the exponentials (NumPy's float32 exp is within 2.4 ULP) is diluted below an ULP of the
-    loss; the other rows, where the loss is small next to rest, are refined.
+
+def _target_losses(zb, tb, yb, *, one_hot, unshifted):
+    r"""Per-row losses (no smoothing) from :math:`\ell = \operatorname{log1p}(R)`, with
+    :math:`R = \sum_{c \ne y} e^{z_c - z_y} = e^{-z_y} \sum_{c \ne y} e^{z_c}`, and the rows to
+    redo.
+
+    -log s_y = log((e^{z_y} + sum_{c != y} e^{z_c}) / e^{z_y}) = log1p(R): the target's term is
+    zeroed instead of the maximum's, so no pass looks for the row maximum. The exponentials
+    are of the logits as given; e^{-z_y} is one rounding per row in the wide type. log1p's
+    condition number R / ((1 + R) l) is at most 1, so a relative error d in the sum moves the
+    loss by at most d; where it exceeds 1/4 (the loss is small next to R: the target is
+    near the maximum) the row is refined. Rows where an exponential overflows, where
+    underflowed terms could matter, or where z_y is not finite, are redone (with the row
+    maximum, which also reports NaN and +inf).
     """
     row = np.arange(zb.shape[0])
-    np.exp(zb, out=tb)                    # overflows only in rows above highest: redone
-    tb[row, argmax] = 0
-    unshift = unshifted.factor(maximum)
-    rest = (tb.sum(axis=1, dtype=np.float64).astype(unshifted.scale_type) * unshift)
-    redo = ~unshifted.losses_safe(maximum, rest, unshift, zb.shape[1])
-    rest = rest.astype(np.float64)
-    # m - z_y: exact in float64 for float32 logits, one rounding for float64.
-    gap = maximum.astype(np.float64) - zb[row, yb].astype(np.float64)
-    loss = gap + np.log1p(rest)
-    sensitive = np.flatnonzero((4 * rest > (1 + rest) * loss) & ~redo)
+    np.exp(zb, out=tb)                    # overflows only in rows then redone
+    tb[row, yb] = 0
+    rest = tb.sum(axis=1, dtype=np.float64)
+    target = zb[row, yb].astype(np.float64)
+    ratio = rest * np.exp(-target)
+    redo = ~(np.isfinite(target) & np.isfinite(ratio)
+             & (zb.shape[1] * 4 * unshifted.subnormal <= rest * unshifted.negligible))
+    loss = np.log1p(ratio)
+    sensitive = np.flatnonzero((4 * ratio > (1 + ratio) * loss) & ~redo)
     if sensitive.shape[0]:
-        loss[sensitive] = _refined_losses(zb[sensitive], tb[sensitive], argmax[sensitive],
-                                          yb[sensitive], maximum[sensitive], unshift[sensitive])
+        loss[sensitive] = _refined_target_losses(zb[sensitive], tb[sensitive], yb[sensitive])
     return one_hot * loss, redo
 
 
-def _refined_losses(z, others, argmax, y, maximum, unshift):
-    """(m - z_y) + log1p(rest) for rows z, with rest free of rounding in float64 terms.
+def _refined_target_losses(z, others, y):
+    """log1p(R) for rows z, with R free of rounding in the sum and in e^{-z_y}.
 
-    float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits:
-    ``others``, the float64 exponentials (within 0.5 ULP each) with the argmax's term zeroed,
-    summed in long double and scaled by ``unshift`` = e^{-m}.
+    float32 logits: e^{z_c - z_y} in float64, where the difference is exact. float64 logits:
+    ``others``, the float64 exponentials (within 0.5 ULP each) with the target's term zeroed,
+    summed in long double and scaled by e^{-z_y} taken in long double.
     """
+    row = np.arange(z.shape[0])
     if z.dtype == np.float32:
-        terms, m = z.astype(np.float64), maximum.astype(np.float64)
-        at = (np.arange(z.shape[0]), argmax)
-        gap = m - terms[at[0], y]
-        np.subtract(terms, m[:, None], out=terms)
+        terms = z.astype(np.float64)
+        np.subtract(terms, terms[row, y][:, None], out=terms)
         np.exp(terms, out=terms)
-        terms[at] = 0
-        return gap + np.log1p(terms.sum(axis=1))
+        terms[row, y] = 0
+        return np.log1p(terms.sum(axis=1))
     wide = np.longdouble
-    rest = others.sum(axis=1, dtype=wide) * unshift
-    gap = maximum.astype(wide) - z[np.arange(z.shape[0]), y].astype(wide)
-    return (gap + np.log1p(rest)).astype(np.float64)
+    unshift = np.exp(-z[row, y].astype(wide))
+    return np.log1p(others.sum(axis=1, dtype=wide) * unshift).astype(np.float64)
 
 
-def _block_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
-    if rows.eps > 0 or rows.unshifted_loss is None:
-        return _compensated_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot, smooth=smooth,
+def _block_losses(zb, tb, yb, maxima, *, one_hot, smooth, rows):
+    """Losses of one block of rows; ``maxima`` is (argmax, maximum) where the block's path
+    needs them (label smoothing, or no long double), else None."""
+    if maxima is not None:
+        return _compensated_losses(zb, tb, yb, *maxima, one_hot=one_hot, smooth=smooth,
                                    rows=rows)
-    losses, redo = _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot,
-                                     unshifted=rows.unshifted_loss)
+    losses, redo = _target_losses(zb, tb, yb, one_hot=one_hot, unshifted=rows.unshifted_loss)
     if redo.any():
         sub = np.flatnonzero(redo)
-        losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax[sub],
-                                          maximum[sub], one_hot=one_hot[sub],
+        argmax, maximum = _row_maxima(zb[sub])
+        losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax,
+                                          maximum, one_hot=one_hot[sub],
                                           smooth=smooth[sub], rows=rows)
     return losses
 
@@ -348,6 +373,42 @@ def _exp_exactly_shifted(z, maximum):
     lo[~np.isfinite(lo)] = 0                      # masked entries: -inf - m
     result = np.exp(hi)
     return result + result * lo
+
+
+def _target_gradient(zb, gb, ones, yb, *, one_hot, smooth, rows):
+    r"""Rows of the gradient of the reduced loss (no smoothing), into gb, with the target's
+    term set apart instead of the maximum's: no pass looks for the row maximum.
+
+    With :math:`S = e^{z_y} + \sum_{c \ne y} e^{z_c}` and coefficient :math:`A`,
+    :math:`A s_c = A e^{z_c} / S` for :math:`c \ne y` and
+    :math:`A (s_y - 1) = -A \sum_{c \ne y} e^{z_c} / S` at the target, whose two terms are
+    sums of positive numbers: nothing cancels, wherever the maximum is. The exponentials go
+    straight into ``gb`` and are scaled there. Safe where :math:`S` is finite and the row
+    factor :math:`A / S` is 0 or a normal number at most 1 (an exponential below the normal
+    range then feeds only an entry below it too), and underflowed terms cannot move
+    :math:`S`; other rows (and NaN, +inf) are redone by _block_gradient.
+    """
+    row = np.arange(zb.shape[0])
+    unshifted = rows.unshifted_grad
+    coefficient = (one_hot * rows.scale).astype(np.float64)
+    np.exp(zb, out=gb)                    # overflows only in rows then redone
+    at_target = gb[row, yb].astype(np.float64)
+    gb[row, yb] = 0
+    rest = (gb @ ones).astype(np.float64)
+    total = at_target + rest
+    factor = coefficient / total
+    direct = (np.isfinite(total) & (factor <= 1) & ((factor == 0) | (factor >= unshifted.tiny))
+              & (zb.shape[1] * 4 * unshifted.subnormal <= total * unshifted.negligible))
+    np.multiply(gb, factor.astype(zb.dtype)[:, None], out=gb)
+    gb[row, yb] = 0.0 - coefficient * (rest / total)        # +0, not -0, on ignored rows
+    if not direct.all():
+        sub = np.flatnonzero(~direct)
+        z_sub = zb[sub]
+        argmax, maximum = _row_maxima(z_sub)
+        g_sub = np.empty_like(z_sub)
+        _block_gradient(z_sub, np.empty_like(z_sub), g_sub, ones, yb[sub], argmax,
+                        maximum=maximum, one_hot=one_hot[sub], smooth=smooth[sub], rows=rows)
+        gb[sub] = g_sub
 
 
 def _block_gradient(zb, tb, gb, ones, yb, argmax, *, maximum, one_hot, smooth, rows):
@@ -477,7 +538,8 @@ def _few_class_gradient(zb, space, yb, *, one_hot, smooth, rows, gb):
         gb[sub] = g_sub
 
 
-def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, grad, per_row):
+def _index_rows_range(claim, *, z, rows, block, loss_rows, grad, per_row):
+    """Blocks of rows, as long as ``claim()`` hands out another block index (else None)."""
     n_classes = z.shape[1]
     few = n_classes <= FEW_CLASSES
     few_loss = few and z.dtype == np.float32
@@ -487,26 +549,29 @@ def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, gra
     if grad is not None and few_grad:
         grad_space = _Transposed(n_classes, block, z.dtype, for_loss=False)
     row_wise = (loss_rows is not None and not few_loss) or (grad is not None and not few_grad)
+    # Without smoothing, the row-wise paths set the target's term apart and never need the
+    # row maximum (see _target_losses); with smoothing they shift by it.
+    by_target = rows.eps == 0
+    loss_by_target = by_target and rows.unshifted_loss is not None
+    need_maxima = ((loss_rows is not None and not few_loss and not loss_by_target)
+                   or (grad is not None and not few_grad and not by_target))
     if row_wise:
         shifted = np.empty((block, n_classes), z.dtype)
         ones = np.ones(n_classes, z.dtype)
-    # exp(z) overflows, and inf * 0 or inf - inf appear, only in rows that are then redone.
-    with np.errstate(over="ignore", invalid="ignore"):
-        for block_index in range(first_block, last_block):
+    # exp(z) overflows, and inf * 0, inf - inf or x / 0 appear, only in rows that are redone.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for block_index in iter(claim, None):
             start = block_index * block
             stop = min(z.shape[0], start + block)
             zb = z[start:stop]
             yb, valid, one_hot, smooth = rows.block(start, stop)
-            if row_wise:
-                argmax = np.argmax(zb, axis=1)
-                maximum = zb[np.arange(stop - start), argmax]
-                if not np.isfinite(maximum).all():
-                    _refuse_nonfinite_maximum(maximum)
+            maxima = _row_maxima(zb) if need_maxima else None
             if loss_rows is not None:
                 if few_loss:
                     losses = _few_class_losses(zb, loss_space, yb, one_hot, smooth, rows)
                 else:
-                    losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
+                    losses = _block_losses(zb, shifted[:stop - start], yb,
+                                           None if loss_by_target else maxima,
                                            one_hot=one_hot, smooth=smooth, rows=rows)
                 losses = np.where(valid, losses, 0)
                 undefined = np.isnan(losses)        # 0 * inf: a masked class of weight 0
@@ -520,10 +585,13 @@ def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, gra
                 if few_grad:
                     _few_class_gradient(zb, grad_space, yb, one_hot=one_hot, smooth=smooth,
                                         rows=rows, gb=grad[start:stop])
+                elif by_target:
+                    _target_gradient(zb, grad[start:stop], ones, yb, one_hot=one_hot,
+                                     smooth=smooth, rows=rows)
                 else:
                     _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb,
-                                    argmax, maximum=maximum, one_hot=one_hot, smooth=smooth,
-                                    rows=rows)
+                                    maxima[0], maximum=maxima[1], one_hot=one_hot,
+                                    smooth=smooth, rows=rows)
 
 
 def _refuse_nonfinite_maximum(maximum):
