@@ -304,34 +304,48 @@ def _target_losses(zb, tb, yb, *, one_hot, unshifted):
 
     -log s_y = log((e^{z_y} + sum_{c != y} e^{z_c}) / e^{z_y}) = log1p(R): the target's term is
     zeroed instead of the maximum's, so no pass looks for the row maximum. The exponentials
-    are of the logits as given; e^{-z_y} is one rounding per row in the wide type. log1p's
-    condition number R / ((1 + R) l) is at most 1, so a relative error d in the sum moves the
-    loss by at most d; where it exceeds 1/4 (the loss is small next to R: the target is
-    near the maximum) the row is refined. Rows where an exponential overflows, where
-    underflowed terms could matter, or where z_y is not finite, are redone (with the row
-    maximum, which also reports NaN and +inf).
+    are of the logits as given, e^{-z_y} is one rounding per row. log1p's condition number
+    kappa = R / ((1 + R) l) is at most 1, so a relative error d in R moves the loss by at most
+    kappa d. Where kappa <= 1/4, float64 arithmetic is diluted below an ULP of the loss (for
+    float32 logits, also NumPy's float32 exp, within 2.4 ULP); the other rows, where the loss
+    is small next to R (the target is near the maximum), are refined. For float64 logits
+    with few classes nearly every row is such a row (l is about log C), so all of them are
+    computed the refined way at once. Rows where an exponential overflows, where underflowed
+    terms could matter, or where z_y is not finite, are redone (with the row maximum, which
+    also reports NaN and +inf).
     """
     row = np.arange(zb.shape[0])
     np.exp(zb, out=tb)                    # overflows only in rows then redone
     tb[row, yb] = 0
-    rest = tb.sum(axis=1, dtype=np.float64)
-    target = zb[row, yb].astype(np.float64)
-    ratio = rest * np.exp(-target)
+    target = zb[row, yb]
+    all_refined = zb.dtype == np.float64 and zb.shape[1] <= FEW_CLASSES
+    if all_refined:
+        rest, ratio, loss = _wide_target_losses(tb, target)
+    else:
+        rest = tb.sum(axis=1, dtype=np.float64)
+        ratio = rest * np.exp(-target.astype(np.float64))
+        loss = np.log1p(ratio)
     redo = ~(np.isfinite(target) & np.isfinite(ratio)
              & (zb.shape[1] * 4 * unshifted.subnormal <= rest * unshifted.negligible))
-    loss = np.log1p(ratio)
-    sensitive = np.flatnonzero((4 * ratio > (1 + ratio) * loss) & ~redo)
-    if sensitive.shape[0]:
+    sensitive = np.flatnonzero((4 * ratio > (1 + ratio) * loss) & ~redo) if not all_refined else ()
+    if len(sensitive):
         loss[sensitive] = _refined_target_losses(zb[sensitive], tb[sensitive], yb[sensitive])
     return one_hot * loss, redo
+
+
+def _wide_target_losses(others, target):
+    """The sum of ``others`` (float64 exponentials with the target's term zeroed) in long
+    double, R = that sum times e^{-z_y} in long double, and log1p(R) rounded to float64."""
+    rest = others.sum(axis=1, dtype=np.longdouble)
+    ratio = rest * np.exp(-target.astype(np.longdouble))
+    return rest, ratio, np.log1p(ratio).astype(np.float64)
 
 
 def _refined_target_losses(z, others, y):
     """log1p(R) for rows z, with R free of rounding in the sum and in e^{-z_y}.
 
     float32 logits: e^{z_c - z_y} in float64, where the difference is exact. float64 logits:
-    ``others``, the float64 exponentials (within 0.5 ULP each) with the target's term zeroed,
-    summed in long double and scaled by e^{-z_y} taken in long double.
+    see _wide_target_losses.
     """
     row = np.arange(z.shape[0])
     if z.dtype == np.float32:
@@ -340,9 +354,7 @@ def _refined_target_losses(z, others, y):
         np.exp(terms, out=terms)
         terms[row, y] = 0
         return np.log1p(terms.sum(axis=1))
-    wide = np.longdouble
-    unshift = np.exp(-z[row, y].astype(wide))
-    return np.log1p(others.sum(axis=1, dtype=wide) * unshift).astype(np.float64)
+    return _wide_target_losses(others, z[row, y])[2]
 
 
 def _block_losses(zb, tb, yb, maxima, *, one_hot, smooth, rows):
