@@ -1,21 +1,38 @@
 r"""The NumPy speed path for class-index targets: what it computes and why it is faster.
 
-It computes exactly what :mod:`xentlib.reference` defines, the per-row losses
+It computes what :mod:`xentlib.reference` defines, the per-row losses
 :math:`A \operatorname{log1p}(r) + \sum_c a_c (m - z_c)` and the gradient :math:`A s - a`, for
 NumPy float32/float64 logits with class-index targets (the common case: training a classifier).
 The reference builds a dense (rows, C) coefficient matrix and six more arrays the size of the
 logits; this path never does. Its tricks, each kept because ``make bench`` shows it wins:
 
-- **Blocks and threads.** Rows are processed in blocks that stay in a core's L2 cache, with
-  the coefficients a = (1 - eps) w_y e_y + (eps/C) w formed per row from the target, on two
-  threads (NumPy releases the GIL inside each operation): memory 0.01-0.07x the logits for
-  the loss instead of 3x.
-- **No shift where it is safe** (``_Unshifted``): :math:`e^{z_c - m} = e^{z_c} e^{-m}`, so
-  the logits are exponentiated as given and each row sum is scaled by :math:`e^{-m}` taken in
-  a wider type. This saves the pass that forms z - m and TwoSum's five. Rows where it is
-  unsafe (overflow, underflowed terms that matter), or where the loss is small next to r, are
-  recomputed with an exact shift. For float64 losses with few classes, where most rows are
-  refined in long double, plain TwoSum measured faster, but is not within 2 ULP on every row.
+- **Blocks and threads.** Rows are processed in blocks of about 1 MiB (one core's L2 cache;
+  256 KiB measured 12-24 % slower for C = 1000, 2 MiB up to 2.6x slower), with the
+  coefficients a = (1 - eps) w_y e_y + (eps/C) w formed per row from the target: memory
+  0.01-0.07x the logits for the loss instead of 3x. Two threads (NumPy releases the GIL
+  inside each operation) claim blocks one at a time, so a thread whose core is busy with
+  other processes takes fewer: two threads then cost what one does (8192x1000 float64
+  forward under load: 1.24 E against 1.20 E on one thread; fixed halves took 1.47 E).
+- **The target's term set apart, not the maximum's** (``_target_losses``,
+  ``_target_gradient``; class indices without smoothing). -log s_y = log1p(R) with
+  :math:`R = e^{-z_y} \sum_{c \ne y} e^{z_c}`, and the gradient :math:`A e^{z_c} / S`, with
+  :math:`A (s_y - 1) = -A \sum_{c \ne y} e^{z_c} / S` at the target: sums of positive terms,
+  so nothing cancels wherever the maximum is, and no pass looks for it, forms z - m or
+  TwoSum's five passes. The logits are exponentiated as given, once; the loss then sums
+  the block in cache, the gradient's exponentials go straight into the output and are
+  scaled there. Rows where that is unsafe (overflow, underflowed terms that matter, z_y
+  not finite) are redone with the maximum; rows where the loss is small next to R are
+  refined in a wider type (float64 for float32 logits; long double for float64, for every
+  row at once when C <= 32, where nearly every row needs it). CPU time on one thread, in
+  units of E (one np.exp pass): 8192x1000 float64 forward 1.17 (1.35 with the argmax pass
+  this replaced, 2.0 by TwoSum), float32 gradient 1.35-1.45 (was 1.45-1.70); 65536x10
+  float64 forward 4.6 (was 6.3; plain TwoSum 4.9, and 2.38 ULP off on a 14-class row).
+  What remains for a float64 forward is one exp pass (NumPy's float64 exp is scalar on
+  AVX2: 5.5 ns an entry) plus a summing pass: about 1.1 E of work, so fwd <= 1 E needs
+  the second core.
+- **Label smoothing** shifts by the maximum: losses from z - m with its rounding error
+  compensated (TwoSum, ``_compensated_losses``), the gradient from e^{z} e^{-m}
+  (``_block_gradient``, ``_Unshifted``).
 - **Transposed few-class blocks** (``_Transposed``): with C <= 32 a block is held as (C, rows),
   so per-row reductions are vectorised over rows; float32 losses are then computed in float64
   throughout, which is both faster and within half an ULP.
@@ -211,47 +228,48 @@ def _exact_shift(zb, column_max, error, scratch):
 
 @dataclass(frozen=True)
 class _Unshifted:
-    r"""When :math:`e^{z_j - m}` may be computed as :math:`e^{z_j} \cdot e^{-m}`.
+    r"""When the logits may be exponentiated as given, :math:`e^{z_j}`, and each row scaled after.
 
     Subtracting the row maximum costs a pass over the logits, and for the loss five more to
-    recover its rounding error (TwoSum). Exponentiating the logits themselves and scaling the
-    row sum by :math:`e^{-m}` afterwards costs neither, and is exact in the shift: every
-    :math:`e^{z_j}` is the exponential of an input exactly as given. It is safe for a row when
+    recover its rounding error (TwoSum). Exponentiating the logits themselves and scaling
+    afterwards, by :math:`e^{-m}` (``factor``, the gradient with smoothing or few classes) or
+    by :math:`e^{-z_y}` and the row sum (the target form), costs neither, and is exact in the
+    shift: every :math:`e^{z_j}` is the exponential of an input exactly as given. It is safe
+    for a row when
 
-    - :math:`m` is at most ``highest``, so no :math:`e^{z_j}` and no row sum overflows, and
+    - no :math:`e^{z_j}` and no row sum overflows (:math:`m` at most ``highest``, or checked
+      after the fact: a non-finite sum), and
     - entries whose :math:`e^{z_j}` falls below the normal range (absolute error at most a few
-      ``subnormal``) cannot move the result: checked per row after the fact.
+      ``subnormal``) cannot move the row sum by more than ``negligible`` of itself (a
+      sixteenth of an ULP), nor, scaled, an entry of the gradient that is a normal number.
 
-    The factor :math:`e^{-m}` is one rounding shared by a whole row, so it is taken in a
-    wider type (``scale_type``: float64 for float32 logits, the x87 long double for float64);
-    where long double is no wider than float64, float64 losses keep the shifted path.
+    :math:`e^{-m}` is one rounding shared by a row, taken in float64 (exact scaling for
+    float32 logits). ``for_rows(..., for_loss=True)`` is None for float64 where long double
+    is no wider than float64: the target form's refinement needs it, so such losses take
+    the shifted path.
     """
 
     highest: float
     subnormal: float
     tiny: float
     negligible: float
-    scale_type: object
 
     @classmethod
     def for_rows(cls, dtype, n_classes, for_loss):
         info = np.finfo(dtype)
-        scale_type = np.float64
-        if dtype == np.float64 and for_loss:
-            # Kept with few classes too, although plain TwoSum measured faster there (145
-            # against 172 ms at 65536x10): TwoSum's loss strays past 2 ULP on some rows (2.38
-            # on a float64 row of 14 classes, tests/test_kernel.py), the long double's does not.
-            # With many classes it also wins on speed: 370 against 646 ms at 8192x1000.
-            if np.finfo(np.longdouble).nmant < 63:
-                return None
-            scale_type = np.longdouble
+        if dtype == np.float64 and for_loss and np.finfo(np.longdouble).nmant < 63:
+            # No long double: TwoSum. Where there is one, the target form wins against it
+            # (CPU time on one thread in units of E: 4.6 against 4.9 at 65536x10, 1.17
+            # against 2.0 at 8192x1000), and TwoSum's loss strays past 2 ULP on some rows
+            # (2.38 on a float64 row of 14 classes, tests/test_kernel.py); it does not.
+            return None
         highest = math.log(float(info.max)) - math.log(n_classes) - 1.0
         return cls(highest, float(info.smallest_subnormal), float(info.tiny),
-                   float(info.eps) / 16, scale_type)
+                   float(info.eps) / 16)
 
     def factor(self, maximum):
-        """e^{-m} in the wide type (infinite for very negative m: such rows are redone)."""
-        return np.exp(-maximum.astype(self.scale_type))
+        """e^{-m} in float64 (infinite for very negative m: such rows are redone)."""
+        return np.exp(-maximum.astype(np.float64))
 
 
 def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
