@@ -586,8 +586,11 @@ def _index_rows_range(claim, *, z, rows, block, loss_rows, grad, per_row):
     need_maxima = ((loss_rows is not None and not few_loss and not loss_by_target)
                    or (grad is not None and not few_grad and not by_target))
     if row_wise:
-        shifted = np.empty((block, n_classes), z.dtype)
         ones = np.ones(n_classes, z.dtype)
+    # Scratch for a block's exponentials; the target form's gradient writes into its output.
+    if (loss_rows is not None and not few_loss) or (grad is not None and not few_grad
+                                                    and not by_target):
+        shifted = np.empty((block, n_classes), z.dtype)
     # exp(z) overflows, and inf * 0, inf - inf or x / 0 appear, only in rows that are redone.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for block_index in iter(claim, None):
