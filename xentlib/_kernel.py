@@ -214,6 +214,15 @@ def _locked(function):
     return locked
 
 
+def _row_sums(block, weights):
+    """``block @ weights``, except that a block of one row is not handed to BLAS: as a dot
+    product OpenBLAS splits it across threads of its own (1 x 128256 float64: 4 ms of CPU
+    and 23 ms of wall time on a loaded machine, against 0.08 ms for einsum's loop)."""
+    if block.shape[0] == 1:
+        return np.einsum("ij,j->i", block, weights)
+    return block @ weights
+
+
 def _exact_shift(zb, column_max, error, scratch):
     """The rounding error of z - m by TwoSum (see softmax.exact_difference), into ``error``."""
     shifted = scratch[1]
@@ -287,7 +296,7 @@ def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     target_gap = -tb[row, yb].astype(np.float64) - target_error       # m - z_y, exact
     if eps > 0:
         smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
-                       else tb.astype(np.float64) @ weight)
+                       else _row_sums(tb.astype(np.float64), weight))
     np.exp(tb, out=tb)
     tb[row, argmax] = 0
     eb[row, argmax] = 0
@@ -424,7 +433,7 @@ def _target_gradient(zb, gb, ones, yb, *, one_hot, smooth, rows):
     np.exp(zb, out=gb)                    # overflows only in rows then redone
     at_target = gb[row, yb].astype(np.float64)
     gb[row, yb] = 0
-    rest = (gb @ ones).astype(np.float64)
+    rest = _row_sums(gb, ones).astype(np.float64)
     total = at_target + rest
     factor = coefficient / total
     direct = (np.isfinite(total) & (factor <= 1) & ((factor == 0) | (factor >= unshifted.tiny))
@@ -453,7 +462,7 @@ def _block_gradient(zb, tb, gb, ones, yb, argmax, *, maximum, one_hot, smooth, r
     np.exp(zb, out=tb)
     tb[row, argmax] = 0
     unshift = unshifted.factor(maximum)
-    rest = (tb @ ones).astype(np.float64) * unshift
+    rest = _row_sums(tb, ones).astype(np.float64) * unshift
     factor = coefficient * unshift / (1 + rest)
     direct = ((maximum <= unshifted.highest) & (coefficient * unshift <= 1)
               & ((factor == 0) | (factor >= unshifted.tiny)))
