@@ -10,9 +10,13 @@ logits; this path never does. Its tricks, each kept because ``make bench`` shows
   256 KiB measured 12-24 % slower for C = 1000, 2 MiB up to 2.6x slower), with the
   coefficients a = (1 - eps) w_y e_y + (eps/C) w formed per row from the target: memory
   0.01-0.07x the logits for the loss instead of 3x. Two threads (NumPy releases the GIL
-  inside each operation) claim blocks one at a time, so a thread whose core is busy with
-  other processes takes fewer: two threads then cost what one does (8192x1000 float64
-  forward under load: 1.24 E against 1.20 E on one thread; fixed halves took 1.47 E).
+  inside each operation) take half the blocks each. They help only when the second core
+  is free: with other processes on it (np.exp split over two threads as slow as on one),
+  8192x1000 measured 1.21 E on two threads against 1.18 E on one, float64 forward, and
+  1.52 against 1.51 E, float32 gradient; blocks claimed one at a time by either thread
+  measured 1.19 and 1.47 E, within the noise, so the simpler split stays. A one-row
+  block's sums avoid BLAS, which splits a long dot product across threads of its own
+  (``_row_sums``).
 - **The target's term set apart, not the maximum's** (``_target_losses``,
   ``_target_gradient``; class indices without smoothing). -log s_y = log1p(R) with
   :math:`R = e^{-z_y} \sum_{c \ne y} e^{z_c}`, and the gradient :math:`A e^{z_c} / S`, with
@@ -181,37 +185,22 @@ os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _run_split(work, n_blocks, n_elements):
-    """``work(claim)`` on this thread and, when there is enough work and two cores, on the
-    pool's thread too, in a copy of the caller's context (``np.errstate`` lives there);
-    ``claim()`` hands out each block index once, then None. Both threads claim blocks as
-    they go, so a thread slowed by other processes on its core just takes fewer (a fixed
-    half each waited for the slower one). All of it here when the interpreter is shutting
-    down (``atexit``)."""
-    claim = functools.partial(next, iter(range(n_blocks)), None)
+    """``work(first_block, last_block)`` over all blocks: the second half on the pool's thread,
+    in a copy of the caller's context (``np.errstate`` lives there), when there is enough work
+    and two cores; all of it here when the interpreter is shutting down (``atexit``)."""
     if n_blocks < 2 or n_elements < PARALLEL_MIN_ELEMENTS or (os.cpu_count() or 1) < 2:
-        work(claim)
+        work(0, n_blocks)
         return
-    claim = _locked(claim)
+    middle = n_blocks // 2
     try:
-        other = _thread_pool().submit(contextvars.copy_context().run, work, claim)
+        other = _thread_pool().submit(contextvars.copy_context().run, work, middle, n_blocks)
     except RuntimeError:                 # "cannot schedule new futures after shutdown"
-        work(claim)
+        work(0, n_blocks)
         return
     try:
-        work(claim)
+        work(0, middle)
     finally:
         other.result()
-
-
-def _locked(function):
-    """``function`` called by one thread at a time (a range iterator is not thread-safe
-    without the GIL)."""
-    lock = threading.Lock()
-
-    def locked():
-        with lock:
-            return function()
-    return locked
 
 
 def _row_sums(block, weights):
@@ -577,8 +566,7 @@ def _few_class_gradient(zb, space, yb, *, one_hot, smooth, rows, gb):
         gb[sub] = g_sub
 
 
-def _index_rows_range(claim, *, z, rows, block, loss_rows, grad, per_row):
-    """Blocks of rows, as long as ``claim()`` hands out another block index (else None)."""
+def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, grad, per_row):
     n_classes = z.shape[1]
     few = n_classes <= FEW_CLASSES
     few_loss = few and z.dtype == np.float32
@@ -602,7 +590,7 @@ def _index_rows_range(claim, *, z, rows, block, loss_rows, grad, per_row):
         shifted = np.empty((block, n_classes), z.dtype)
     # exp(z) overflows, and inf * 0, inf - inf or x / 0 appear, only in rows that are redone.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for block_index in iter(claim, None):
+        for block_index in range(first_block, last_block):
             start = block_index * block
             stop = min(z.shape[0], start + block)
             zb = z[start:stop]
