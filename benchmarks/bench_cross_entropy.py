@@ -1,6 +1,7 @@
 """Speed and memory of xentlib's softmax cross-entropy against PyTorch and SciPy.
 
     make bench            # or: python benchmarks/bench_cross_entropy.py [--quick]
+    python benchmarks/bench_cross_entropy.py --shape 8192x1000 --dtype float32 [--repeat 5]
 
 Everything is measured side by side in this one process, and reported as ratios:
 
@@ -126,8 +127,20 @@ def measure(n, c, dtype, repeats, budget):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small shapes, 2 runs each")
+    parser.add_argument("--shape", action="append", metavar="NxC",
+                        help="only this shape (may be repeated), e.g. 8192x1000")
+    parser.add_argument("--dtype", action="append", choices=["float32", "float64"],
+                        help="only this dtype (may be repeated)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="measure each row K times, printing every measurement: on a "
+                             "shared machine, compare rows measured in the same process")
     arguments = parser.parse_args()
     shapes = SHAPES[:2] if arguments.quick else SHAPES
+    if arguments.shape:
+        shapes = [tuple(int(part) for part in shape.lower().split("x"))
+                  for shape in arguments.shape]
+    dtypes = [np.float32, np.float64] if not arguments.dtype else [
+        np.dtype(name).type for name in arguments.dtype]
     repeats, budget = (2, 0.0) if arguments.quick else (5, 0.5)
     print(f"numpy {np.__version__}, torch {torch.__version__}, scipy {scipy.__version__}; "
           f"best of at least {repeats} runs; torch: best of 1 and 2 threads")
@@ -139,17 +152,18 @@ def main():
     print(header)
     print("-" * len(header))
     for n, c in shapes:
-        for dtype in (np.float32, np.float64):
-            r = measure(n, c, dtype, repeats, budget)
-            print(f"{f'{n}x{c}':>14} {np.dtype(dtype).name:>7} | "
-                  f"{r['xent_fwd'] / r['torch_fwd']:9.2f} {r['xent_fwd'] / r['E']:6.2f} "
-                  f"{r['torch_fwd'] / r['E']:7.2f} "
-                  f"{r['xent_fwd'] / r['R']:6.1f} {r['scipy_fwd'] / r['xent_fwd']:7.2f} "
-                  f"{r['ref_fwd'] / r['xent_fwd']:6.2f} | "
-                  f"{r['xent_grad'] / r['torch_grad']:10.2f} {r['xent_grad'] / r['R']:6.1f} "
-                  f"{r['torch_grad'] / r['R']:7.1f} {r['scipy_grad'] / r['xent_grad']:7.2f} "
-                  f"{r['ref_grad'] / r['xent_grad']:6.2f} | "
-                  f"{r['mem_fwd']:6.2f}x {r['mem_grad']:7.2f}x", flush=True)
+        for dtype in dtypes:
+            for _ in range(arguments.repeat):
+                r = measure(n, c, dtype, repeats, budget)
+                print(f"{f'{n}x{c}':>14} {np.dtype(dtype).name:>7} | "
+                      f"{r['xent_fwd'] / r['torch_fwd']:9.2f} {r['xent_fwd'] / r['E']:6.2f} "
+                      f"{r['torch_fwd'] / r['E']:7.2f} "
+                      f"{r['xent_fwd'] / r['R']:6.1f} {r['scipy_fwd'] / r['xent_fwd']:7.2f} "
+                      f"{r['ref_fwd'] / r['xent_fwd']:6.2f} | "
+                      f"{r['xent_grad'] / r['torch_grad']:10.2f} {r['xent_grad'] / r['R']:6.1f} "
+                      f"{r['torch_grad'] / r['R']:7.1f} {r['scipy_grad'] / r['xent_grad']:7.2f} "
+                      f"{r['ref_grad'] / r['xent_grad']:6.2f} | "
+                      f"{r['mem_fwd']:6.2f}x {r['mem_grad']:7.2f}x", flush=True)
     print("fwd/torch, grad/torch: xentlib time over torch's (below 1: xentlib is faster). "
           "fwd/E, torch/E, fwd/R, grad/R, torch/R: times in units of one exp pass (E) or one "
           "read (R) of the logits, on one thread; where torch/E is below 0.5, torch's whole "

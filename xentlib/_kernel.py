@@ -1,21 +1,42 @@
 r"""The NumPy speed path for class-index targets: what it computes and why it is faster.
 
-It computes exactly what :mod:`xentlib.reference` defines, the per-row losses
+It computes what :mod:`xentlib.reference` defines, the per-row losses
 :math:`A \operatorname{log1p}(r) + \sum_c a_c (m - z_c)` and the gradient :math:`A s - a`, for
 NumPy float32/float64 logits with class-index targets (the common case: training a classifier).
 The reference builds a dense (rows, C) coefficient matrix and six more arrays the size of the
 logits; this path never does. Its tricks, each kept because ``make bench`` shows it wins:
 
-- **Blocks and threads.** Rows are processed in blocks that stay in a core's L2 cache, with
-  the coefficients a = (1 - eps) w_y e_y + (eps/C) w formed per row from the target, on two
-  threads (NumPy releases the GIL inside each operation): memory 0.01-0.07x the logits for
-  the loss instead of 3x.
-- **No shift where it is safe** (``_Unshifted``): :math:`e^{z_c - m} = e^{z_c} e^{-m}`, so
-  the logits are exponentiated as given and each row sum is scaled by :math:`e^{-m}` taken in
-  a wider type. This saves the pass that forms z - m and TwoSum's five. Rows where it is
-  unsafe (overflow, underflowed terms that matter), or where the loss is small next to r, are
-  recomputed with an exact shift. For float64 losses with few classes, where most rows are
-  refined in long double, plain TwoSum measured faster, but is not within 2 ULP on every row.
+- **Blocks and threads.** Rows are processed in blocks of about 1 MiB (one core's L2 cache;
+  256 KiB measured 12-24 % slower for C = 1000, 2 MiB up to 2.6x slower), with the
+  coefficients a = (1 - eps) w_y e_y + (eps/C) w formed per row from the target: memory
+  0.01-0.07x the logits for the loss instead of 3x. Two threads (NumPy releases the GIL
+  inside each operation) take half the blocks each. They help only when the second core
+  is free: with other processes on it (np.exp split over two threads as slow as on one),
+  8192x1000 measured 1.21 E on two threads against 1.18 E on one, float64 forward, and
+  1.52 against 1.51 E, float32 gradient; blocks claimed one at a time by either thread
+  measured 1.19 and 1.47 E, within the noise, so the simpler split stays. A one-row
+  block's sums avoid BLAS, which splits a long dot product across threads of its own
+  (``_row_sums``).
+- **The target's term set apart, not the maximum's** (``_target_losses``,
+  ``_target_gradient``; class indices without smoothing). -log s_y = log1p(R) with
+  :math:`R = e^{-z_y} \sum_{c \ne y} e^{z_c}`, and the gradient :math:`A e^{z_c} / S`, with
+  :math:`A (s_y - 1) = -A \sum_{c \ne y} e^{z_c} / S` at the target: sums of positive terms,
+  so nothing cancels wherever the maximum is, and no pass looks for it, forms z - m or
+  TwoSum's five passes. The logits are exponentiated as given, once; the loss then sums
+  the block in cache, the gradient's exponentials go straight into the output and are
+  scaled there. Rows where that is unsafe (overflow, underflowed terms that matter, z_y
+  not finite) are redone with the maximum; rows where the loss is small next to R are
+  refined in a wider type (float64 for float32 logits; long double for float64, for every
+  row at once when C <= 32, where nearly every row needs it). CPU time on one thread, in
+  units of E (one np.exp pass): 8192x1000 float64 forward 1.17 (1.35 with the argmax pass
+  this replaced, 2.0 by TwoSum), float32 gradient 1.35-1.45 (was 1.45-1.70); 65536x10
+  float64 forward 4.6 (was 6.3; plain TwoSum 4.9, and 2.38 ULP off on a 14-class row).
+  What remains for a float64 forward is one exp pass (NumPy's float64 exp is scalar on
+  AVX2: 5.5 ns an entry) plus a summing pass: about 1.1 E of work, so fwd <= 1 E needs
+  the second core.
+- **Label smoothing** shifts by the maximum: losses from z - m with its rounding error
+  compensated (TwoSum, ``_compensated_losses``), the gradient from e^{z} e^{-m}
+  (``_block_gradient``, ``_Unshifted``).
 - **Transposed few-class blocks** (``_Transposed``): with C <= 32 a block is held as (C, rows),
   so per-row reductions are vectorised over rows; float32 losses are then computed in float64
   throughout, which is both faster and within half an ULP.
@@ -182,6 +203,15 @@ def _run_split(work, n_blocks, n_elements):
         other.result()
 
 
+def _row_sums(block, weights):
+    """``block @ weights``, except that a block of one row is not handed to BLAS: as a dot
+    product OpenBLAS splits it across threads of its own (1 x 128256 float64: 4 ms of CPU
+    and 23 ms of wall time on a loaded machine, against 0.08 ms for einsum's loop)."""
+    if block.shape[0] == 1:
+        return np.einsum("ij,j->i", block, weights)
+    return block @ weights
+
+
 def _exact_shift(zb, column_max, error, scratch):
     """The rounding error of z - m by TwoSum (see softmax.exact_difference), into ``error``."""
     shifted = scratch[1]
@@ -196,51 +226,48 @@ def _exact_shift(zb, column_max, error, scratch):
 
 @dataclass(frozen=True)
 class _Unshifted:
-    r"""When :math:`e^{z_j - m}` may be computed as :math:`e^{z_j} \cdot e^{-m}`.
+    r"""When the logits may be exponentiated as given, :math:`e^{z_j}`, and each row scaled after.
 
     Subtracting the row maximum costs a pass over the logits, and for the loss five more to
-    recover its rounding error (TwoSum). Exponentiating the logits themselves and scaling the
-    row sum by :math:`e^{-m}` afterwards costs neither, and is exact in the shift: every
-    :math:`e^{z_j}` is the exponential of an input exactly as given. It is safe for a row when
+    recover its rounding error (TwoSum). Exponentiating the logits themselves and scaling
+    afterwards, by :math:`e^{-m}` (``factor``, the gradient with smoothing or few classes) or
+    by :math:`e^{-z_y}` and the row sum (the target form), costs neither, and is exact in the
+    shift: every :math:`e^{z_j}` is the exponential of an input exactly as given. It is safe
+    for a row when
 
-    - :math:`m` is at most ``highest``, so no :math:`e^{z_j}` and no row sum overflows, and
+    - no :math:`e^{z_j}` and no row sum overflows (:math:`m` at most ``highest``, or checked
+      after the fact: a non-finite sum), and
     - entries whose :math:`e^{z_j}` falls below the normal range (absolute error at most a few
-      ``subnormal``) cannot move the result: checked per row after the fact.
+      ``subnormal``) cannot move the row sum by more than ``negligible`` of itself (a
+      sixteenth of an ULP), nor, scaled, an entry of the gradient that is a normal number.
 
-    The factor :math:`e^{-m}` is one rounding shared by a whole row, so it is taken in a
-    wider type (``scale_type``: float64 for float32 logits, the x87 long double for float64);
-    where long double is no wider than float64, float64 losses keep the shifted path.
+    :math:`e^{-m}` is one rounding shared by a row, taken in float64 (exact scaling for
+    float32 logits). ``for_rows(..., for_loss=True)`` is None for float64 where long double
+    is no wider than float64: the target form's refinement needs it, so such losses take
+    the shifted path.
     """
 
     highest: float
     subnormal: float
     tiny: float
-    scale_type: object
+    negligible: float
 
     @classmethod
     def for_rows(cls, dtype, n_classes, for_loss):
         info = np.finfo(dtype)
-        scale_type = np.float64
-        if dtype == np.float64 and for_loss:
-            # Kept with few classes too, although plain TwoSum measured faster there (145
-            # against 172 ms at 65536x10): TwoSum's loss strays past 2 ULP on some rows (2.38
-            # on a float64 row of 14 classes, tests/test_kernel.py), the long double's does not.
-            # With many classes it also wins on speed: 370 against 646 ms at 8192x1000.
-            if np.finfo(np.longdouble).nmant < 63:
-                return None
-            scale_type = np.longdouble
+        if dtype == np.float64 and for_loss and np.finfo(np.longdouble).nmant < 63:
+            # No long double: TwoSum. Where there is one, the target form wins against it
+            # (CPU time on one thread in units of E: 4.6 against 4.9 at 65536x10, 1.17
+            # against 2.0 at 8192x1000), and TwoSum's loss strays past 2 ULP on some rows
+            # (2.38 on a float64 row of 14 classes, tests/test_kernel.py); it does not.
+            return None
         highest = math.log(float(info.max)) - math.log(n_classes) - 1.0
-        return cls(highest, float(info.smallest_subnormal), float(info.tiny), scale_type)
+        return cls(highest, float(info.smallest_subnormal), float(info.tiny),
+                   float(info.eps) / 16)
 
     def factor(self, maximum):
-        """e^{-m} in the wide type (infinite for very negative m: such rows are redone)."""
-        return np.exp(-maximum.astype(self.scale_type))
-
-    def losses_safe(self, maximum, rest, unshift, n_classes):
-        """Rows where underflowed terms (error <= 4 subnormals each, times e^{-m}) change rest
-        by less than 2^-30 of itself."""
-        return ((maximum <= self.highest)
-                & (n_classes * 4 * self.subnormal * unshift <= rest * 2.0 ** -30))
+        """e^{-m} in float64 (infinite for very negative m: such rows are redone)."""
+        return np.exp(-maximum.astype(np.float64))
 
 
 def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
@@ -258,7 +285,7 @@ def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     target_gap = -tb[row, yb].astype(np.float64) - target_error       # m - z_y, exact
     if eps > 0:
         smooth_gap = -(tb.sum(axis=1, dtype=np.float64) if weight is None
-                       else tb.astype(np.float64) @ weight)
+                       else _row_sums(tb.astype(np.float64), weight))
     np.exp(tb, out=tb)
     tb[row, argmax] = 0
     eb[row, argmax] = 0
@@ -276,62 +303,88 @@ def _compensated_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
     return losses
 
 
-def _unshifted_losses(zb, tb, yb, argmax, maximum, *, one_hot, unshifted):
-    """Per-row losses (no smoothing) from exp(z) scaled by e^{-m}, and the rows to redo.
+def _row_maxima(z):
+    """Per row, the first argmax and the maximum; a clear error for NaN, +inf or a row that
+    is all -inf."""
+    argmax = np.argmax(z, axis=1)
+    maximum = z[np.arange(z.shape[0]), argmax]
+    if not np.isfinite(maximum).all():
+        _refuse_nonfinite_maximum(maximum)
+    return argmax, maximum
 
-    The loss is l = (m - z_y) + log1p(rest), and a relative error d in rest moves it by a
-    relative kappa d with kappa = rest / ((1 + rest) l) <= 1. Where kappa <= 1/4 the rounding
-    of the exponentials (NumPy's float32 exp is within 2.4 ULP) is diluted below an ULP of the
-    loss; the other rows, where the loss is small next to rest, are refined.
+
+def _target_losses(zb, tb, yb, *, one_hot, unshifted):
+    r"""Per-row losses (no smoothing) from :math:`\ell = \operatorname{log1p}(R)`, with
+    :math:`R = \sum_{c \ne y} e^{z_c - z_y} = e^{-z_y} \sum_{c \ne y} e^{z_c}`, and the rows to
+    redo.
+
+    -log s_y = log((e^{z_y} + sum_{c != y} e^{z_c}) / e^{z_y}) = log1p(R): the target's term is
+    zeroed instead of the maximum's, so no pass looks for the row maximum. The exponentials
+    are of the logits as given, e^{-z_y} is one rounding per row. log1p's condition number
+    kappa = R / ((1 + R) l) is at most 1, so a relative error d in R moves the loss by at most
+    kappa d. Where kappa <= 1/4, float64 arithmetic is diluted below an ULP of the loss (for
+    float32 logits, also NumPy's float32 exp, within 2.4 ULP); the other rows, where the loss
+    is small next to R (the target is near the maximum), are refined. For float64 logits
+    with few classes nearly every row is such a row (l is about log C), so all of them are
+    computed the refined way at once. Rows where an exponential overflows, where underflowed
+    terms could matter, or where z_y is not finite, are redone (with the row maximum, which
+    also reports NaN and +inf).
     """
     row = np.arange(zb.shape[0])
-    np.exp(zb, out=tb)                    # overflows only in rows above highest: redone
-    tb[row, argmax] = 0
-    unshift = unshifted.factor(maximum)
-    rest = (tb.sum(axis=1, dtype=np.float64).astype(unshifted.scale_type) * unshift)
-    redo = ~unshifted.losses_safe(maximum, rest, unshift, zb.shape[1])
-    rest = rest.astype(np.float64)
-    # m - z_y: exact in float64 for float32 logits, one rounding for float64.
-    gap = maximum.astype(np.float64) - zb[row, yb].astype(np.float64)
-    loss = gap + np.log1p(rest)
-    sensitive = np.flatnonzero((4 * rest > (1 + rest) * loss) & ~redo)
-    if sensitive.shape[0]:
-        loss[sensitive] = _refined_losses(zb[sensitive], tb[sensitive], argmax[sensitive],
-                                          yb[sensitive], maximum[sensitive], unshift[sensitive])
+    np.exp(zb, out=tb)                    # overflows only in rows then redone
+    tb[row, yb] = 0
+    target = zb[row, yb]
+    all_refined = zb.dtype == np.float64 and zb.shape[1] <= FEW_CLASSES
+    if all_refined:
+        rest, ratio, loss = _wide_target_losses(tb, target)
+    else:
+        rest = tb.sum(axis=1, dtype=np.float64)
+        ratio = rest * np.exp(-target.astype(np.float64))
+        loss = np.log1p(ratio)
+    redo = ~(np.isfinite(target) & np.isfinite(ratio)
+             & (zb.shape[1] * 4 * unshifted.subnormal <= rest * unshifted.negligible))
+    sensitive = np.flatnonzero((4 * ratio > (1 + ratio) * loss) & ~redo) if not all_refined else ()
+    if len(sensitive):
+        loss[sensitive] = _refined_target_losses(zb[sensitive], tb[sensitive], yb[sensitive])
     return one_hot * loss, redo
 
 
-def _refined_losses(z, others, argmax, y, maximum, unshift):
-    """(m - z_y) + log1p(rest) for rows z, with rest free of rounding in float64 terms.
+def _wide_target_losses(others, target):
+    """The sum of ``others`` (float64 exponentials with the target's term zeroed) in long
+    double, R = that sum times e^{-z_y} in long double, and log1p(R) rounded to float64."""
+    rest = others.sum(axis=1, dtype=np.longdouble)
+    ratio = rest * np.exp(-target.astype(np.longdouble))
+    return rest, ratio, np.log1p(ratio).astype(np.float64)
 
-    float32 logits: exp(z - m) again in float64, where the shift is exact. float64 logits:
-    ``others``, the float64 exponentials (within 0.5 ULP each) with the argmax's term zeroed,
-    summed in long double and scaled by ``unshift`` = e^{-m}.
+
+def _refined_target_losses(z, others, y):
+    """log1p(R) for rows z, with R free of rounding in the sum and in e^{-z_y}.
+
+    float32 logits: e^{z_c - z_y} in float64, where the difference is exact. float64 logits:
+    see _wide_target_losses.
     """
+    row = np.arange(z.shape[0])
     if z.dtype == np.float32:
-        terms, m = z.astype(np.float64), maximum.astype(np.float64)
-        at = (np.arange(z.shape[0]), argmax)
-        gap = m - terms[at[0], y]
-        np.subtract(terms, m[:, None], out=terms)
+        terms = z.astype(np.float64)
+        np.subtract(terms, terms[row, y][:, None], out=terms)
         np.exp(terms, out=terms)
-        terms[at] = 0
-        return gap + np.log1p(terms.sum(axis=1))
-    wide = np.longdouble
-    rest = others.sum(axis=1, dtype=wide) * unshift
-    gap = maximum.astype(wide) - z[np.arange(z.shape[0]), y].astype(wide)
-    return (gap + np.log1p(rest)).astype(np.float64)
+        terms[row, y] = 0
+        return np.log1p(terms.sum(axis=1))
+    return _wide_target_losses(others, z[row, y])[2]
 
 
-def _block_losses(zb, tb, yb, argmax, maximum, *, one_hot, smooth, rows):
-    if rows.eps > 0 or rows.unshifted_loss is None:
-        return _compensated_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot, smooth=smooth,
+def _block_losses(zb, tb, yb, maxima, *, one_hot, smooth, rows):
+    """Losses of one block of rows; ``maxima`` is (argmax, maximum) where the block's path
+    needs them (label smoothing, or no long double), else None."""
+    if maxima is not None:
+        return _compensated_losses(zb, tb, yb, *maxima, one_hot=one_hot, smooth=smooth,
                                    rows=rows)
-    losses, redo = _unshifted_losses(zb, tb, yb, argmax, maximum, one_hot=one_hot,
-                                     unshifted=rows.unshifted_loss)
+    losses, redo = _target_losses(zb, tb, yb, one_hot=one_hot, unshifted=rows.unshifted_loss)
     if redo.any():
         sub = np.flatnonzero(redo)
-        losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax[sub],
-                                          maximum[sub], one_hot=one_hot[sub],
+        argmax, maximum = _row_maxima(zb[sub])
+        losses[sub] = _compensated_losses(zb[sub], tb[:sub.shape[0]], yb[sub], argmax,
+                                          maximum, one_hot=one_hot[sub],
                                           smooth=smooth[sub], rows=rows)
     return losses
 
@@ -350,6 +403,42 @@ def _exp_exactly_shifted(z, maximum):
     return result + result * lo
 
 
+def _target_gradient(zb, gb, ones, yb, *, one_hot, smooth, rows):
+    r"""Rows of the gradient of the reduced loss (no smoothing), into gb, with the target's
+    term set apart instead of the maximum's: no pass looks for the row maximum.
+
+    With :math:`S = e^{z_y} + \sum_{c \ne y} e^{z_c}` and coefficient :math:`A`,
+    :math:`A s_c = A e^{z_c} / S` for :math:`c \ne y` and
+    :math:`A (s_y - 1) = -A \sum_{c \ne y} e^{z_c} / S` at the target, whose two terms are
+    sums of positive numbers: nothing cancels, wherever the maximum is. The exponentials go
+    straight into ``gb`` and are scaled there. Safe where :math:`S` is finite and the row
+    factor :math:`A / S` is 0 or a normal number at most 1 (an exponential below the normal
+    range then feeds only an entry below it too), and underflowed terms cannot move
+    :math:`S`; other rows (and NaN, +inf) are redone by _block_gradient.
+    """
+    row = np.arange(zb.shape[0])
+    unshifted = rows.unshifted_grad
+    coefficient = (one_hot * rows.scale).astype(np.float64)
+    np.exp(zb, out=gb)                    # overflows only in rows then redone
+    at_target = gb[row, yb].astype(np.float64)
+    gb[row, yb] = 0
+    rest = _row_sums(gb, ones).astype(np.float64)
+    total = at_target + rest
+    factor = coefficient / total
+    direct = (np.isfinite(total) & (factor <= 1) & ((factor == 0) | (factor >= unshifted.tiny))
+              & (zb.shape[1] * 4 * unshifted.subnormal <= total * unshifted.negligible))
+    np.multiply(gb, factor.astype(zb.dtype)[:, None], out=gb)
+    gb[row, yb] = 0.0 - coefficient * (rest / total)        # +0, not -0, on ignored rows
+    if not direct.all():
+        sub = np.flatnonzero(~direct)
+        z_sub = zb[sub]
+        argmax, maximum = _row_maxima(z_sub)
+        g_sub = np.empty_like(z_sub)
+        _block_gradient(z_sub, np.empty_like(z_sub), g_sub, ones, yb[sub], argmax,
+                        maximum=maximum, one_hot=one_hot[sub], smooth=smooth[sub], rows=rows)
+        gb[sub] = g_sub
+
+
 def _block_gradient(zb, tb, gb, ones, yb, argmax, *, maximum, one_hot, smooth, rows):
     """Rows of the gradient of the reduced loss, into gb."""
     row = np.arange(zb.shape[0])
@@ -362,7 +451,7 @@ def _block_gradient(zb, tb, gb, ones, yb, argmax, *, maximum, one_hot, smooth, r
     np.exp(zb, out=tb)
     tb[row, argmax] = 0
     unshift = unshifted.factor(maximum)
-    rest = (tb @ ones).astype(np.float64) * unshift
+    rest = _row_sums(tb, ones).astype(np.float64) * unshift
     factor = coefficient * unshift / (1 + rest)
     direct = ((maximum <= unshifted.highest) & (coefficient * unshift <= 1)
               & ((factor == 0) | (factor >= unshifted.tiny)))
@@ -487,26 +576,32 @@ def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, gra
     if grad is not None and few_grad:
         grad_space = _Transposed(n_classes, block, z.dtype, for_loss=False)
     row_wise = (loss_rows is not None and not few_loss) or (grad is not None and not few_grad)
+    # Without smoothing, the row-wise paths set the target's term apart and never need the
+    # row maximum (see _target_losses); with smoothing they shift by it.
+    by_target = rows.eps == 0
+    loss_by_target = by_target and rows.unshifted_loss is not None
+    need_maxima = ((loss_rows is not None and not few_loss and not loss_by_target)
+                   or (grad is not None and not few_grad and not by_target))
     if row_wise:
-        shifted = np.empty((block, n_classes), z.dtype)
         ones = np.ones(n_classes, z.dtype)
-    # exp(z) overflows, and inf * 0 or inf - inf appear, only in rows that are then redone.
-    with np.errstate(over="ignore", invalid="ignore"):
+    # Scratch for a block's exponentials; the target form's gradient writes into its output.
+    if (loss_rows is not None and not few_loss) or (grad is not None and not few_grad
+                                                    and not by_target):
+        shifted = np.empty((block, n_classes), z.dtype)
+    # exp(z) overflows, and inf * 0, inf - inf or x / 0 appear, only in rows that are redone.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for block_index in range(first_block, last_block):
             start = block_index * block
             stop = min(z.shape[0], start + block)
             zb = z[start:stop]
             yb, valid, one_hot, smooth = rows.block(start, stop)
-            if row_wise:
-                argmax = np.argmax(zb, axis=1)
-                maximum = zb[np.arange(stop - start), argmax]
-                if not np.isfinite(maximum).all():
-                    _refuse_nonfinite_maximum(maximum)
+            maxima = _row_maxima(zb) if need_maxima else None
             if loss_rows is not None:
                 if few_loss:
                     losses = _few_class_losses(zb, loss_space, yb, one_hot, smooth, rows)
                 else:
-                    losses = _block_losses(zb, shifted[:stop - start], yb, argmax, maximum,
+                    losses = _block_losses(zb, shifted[:stop - start], yb,
+                                           None if loss_by_target else maxima,
                                            one_hot=one_hot, smooth=smooth, rows=rows)
                 losses = np.where(valid, losses, 0)
                 undefined = np.isnan(losses)        # 0 * inf: a masked class of weight 0
@@ -520,10 +615,13 @@ def _index_rows_range(first_block, last_block, *, z, rows, block, loss_rows, gra
                 if few_grad:
                     _few_class_gradient(zb, grad_space, yb, one_hot=one_hot, smooth=smooth,
                                         rows=rows, gb=grad[start:stop])
+                elif by_target:
+                    _target_gradient(zb, grad[start:stop], ones, yb, one_hot=one_hot,
+                                     smooth=smooth, rows=rows)
                 else:
                     _block_gradient(zb, shifted[:stop - start], grad[start:stop], ones, yb,
-                                    argmax, maximum=maximum, one_hot=one_hot, smooth=smooth,
-                                    rows=rows)
+                                    maxima[0], maximum=maxima[1], one_hot=one_hot,
+                                    smooth=smooth, rows=rows)
 
 
 def _refuse_nonfinite_maximum(maximum):
