@@ -418,14 +418,21 @@ def test_a_bfloat16_probability_target_is_checked_with_bfloat16s_tolerance():
     assert softmax_cross_entropy(z, target).item() == expected.item()
 
 
-def test_a_second_derivative_is_refused_not_silently_wrong():
+def test_a_second_derivative_is_torchs_not_silently_wrong():
     # lib-tests' port of torch's test_fn_gradgrad: the Hessian through create_graph=True came
-    # out wrong; it must raise instead. (torch's own F.cross_entropy supports it.)
-    z = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    # out wrong (then was refused); it must now be torch's. Expected: F.cross_entropy's own
+    # double backward, and finite differences of the first derivative (gradgradcheck).
+    z = torch.randn(2, 3, dtype=torch.float64, requires_grad=True,
+                    generator=torch.Generator().manual_seed(4))
     target = torch.tensor([0, 2])
-    assert torch.autograd.gradgradcheck(lambda x: F.cross_entropy(x, target), (z,))
-    loss = softmax_cross_entropy(z, target)
-    with pytest.raises(RuntimeError, match="differentiable once"):
-        torch.autograd.grad(loss, z, create_graph=True)
-    (grad,) = torch.autograd.grad(softmax_cross_entropy(z, target), z)   # once is fine
+    assert torch.autograd.gradgradcheck(lambda x: softmax_cross_entropy(x, target), (z,))
+    hessians = []
+    for loss in (F.cross_entropy, softmax_cross_entropy):
+        (grad,) = torch.autograd.grad(loss(z, target), z, create_graph=True)
+        hessians.append(torch.stack([torch.autograd.grad(grad.flatten()[k], z,
+                                                         retain_graph=True)[0].flatten()
+                                     for k in range(z.numel())]))
+    torch.testing.assert_close(hessians[1], hessians[0], rtol=1e-12, atol=1e-15)
+    (grad,) = torch.autograd.grad(softmax_cross_entropy(z, target), z)   # once is unchanged
     torch.testing.assert_close(grad, softmax_cross_entropy_grad(z.detach(), target))
+
