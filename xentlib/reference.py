@@ -94,14 +94,17 @@ def _sum_with_error(x, xp):
     return hi, xp.where(xp.isfinite(hi), lo, xp.zeros_like(lo))
 
 
-def _exponentials(hi, lo, is_argmax, xp):
+def _exponentials(hi, lo, is_argmax, xp, compensated=True):
     r""":math:`e^{z_c - m} = e^{hi} (1 + lo)` for every class, and
     :math:`r = \sum_{c \ne c^*} e^{z_c - m}`: the sum without the argmax's term, which is
     exactly 1 (chapter 6, equation ``eq-log1p-form``). :math:`r` comes as ``rest`` +
-    ``rest_error``, free of the sum's roundings (``_sum_with_error``), with the terms
-    :math:`e^{hi} lo` added to the error, not rounded into each term."""
+    ``rest_error``: if ``compensated``, free of the sum's roundings (``_sum_with_error``),
+    the terms :math:`e^{hi} lo` added to the error, not rounded into each term; if not (for
+    the gradient, whose accuracy does not need it), a plain sum and 0."""
     exp_hi = xp.exp(hi)
     others = xp.where(is_argmax, xp.zeros_like(exp_hi), exp_hi)
+    if not compensated:
+        return exp_hi + exp_hi * lo, xp.sum(others + others * lo, axis=-1), 0
     rest, rest_error = _sum_with_error(others, xp)
     rest_error = rest_error + xp.sum(others * lo, axis=-1)
     return exp_hi + exp_hi * lo, rest, rest_error
@@ -178,8 +181,9 @@ def softmax_cross_entropy_rows_grad(logits, coefficients):
     xp = array_api_compat.array_namespace(logits, coefficients)
     a = coefficients
     is_argmax = _is_argmax(logits, xp)
-    terms, rest, rest_error = _exponentials(*_shift_by_maximum(logits, xp), is_argmax, xp)
-    rest = (rest + rest_error)[:, None]
+    terms, rest, _ = _exponentials(*_shift_by_maximum(logits, xp), is_argmax, xp,
+                                   compensated=False)
+    rest = rest[:, None]
     softmax = terms / (1 + rest)
     total = xp.sum(a, axis=-1, keepdims=True)
     zeros = xp.zeros_like(a)
