@@ -38,6 +38,21 @@ def mp_softmax_cross_entropy_row(row, target):
 
 
 @at_50_digits
+def mp_coefficient_loss(row, coefficients):
+    """sum_c a_c (-log softmax(row)_c), as sum_c a_c (m - z_c) + A log1p(r), the form of
+    chapter 6 (eq-log1p-form) in which nothing cancels, so that a loss of 1e-40 on logits of
+    1e3 keeps its digits too (logsumexp - z_c would lose them at 50 digits)."""
+    star = int(np.argmax(row))
+    m = mpmath.mpf(float(row[star]))
+    rest = mpmath.fsum(mpmath.exp(mpmath.mpf(float(v)) - m)
+                       for c, v in enumerate(row) if c != star and v != -np.inf)
+    gaps = mpmath.fsum(mpmath.mpf(float(a)) * (m - mpmath.mpf(float(v)))
+                       for a, v in zip(coefficients, row) if a != 0)
+    total = mpmath.fsum(mpmath.mpf(float(a)) for a in coefficients)
+    return gaps + total * mpmath.log1p(rest)
+
+
+@at_50_digits
 def mp_softmax(row):
     lse = mp_logsumexp(row)
     return [mpmath.exp(mpmath.mpf(float(v)) - lse) if v != -np.inf else mpmath.mpf(0)

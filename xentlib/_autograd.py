@@ -15,6 +15,13 @@ writing into a preallocated loss (rows,) and gradient (rows, C), so that the ref
 temporaries stay the size of a chunk; each row's value does not depend on the chunking. The
 coefficients are built chunk by chunk too, unless the targets or the class weights need a
 gradient: then they are built whole, outside, so that autograd chains through them.
+
+Second derivatives (``create_graph=True``: Hessian-vector products, ``gradgradcheck``): the
+backward then returns its gradients as functions autograd can differentiate once more. With
+respect to the logits that is a second Function, :class:`_LogitGradient`, whose forward is
+the same hand-derived gradient and whose backward is the derivative of that gradient, derived
+in its docstring; with respect to the coefficients, :math:`-\\log s` through
+:func:`xentlib.softmax.log_softmax`, itself a Function with a derived backward.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 
 from ._reference_path import coefficients as coefficients_of_rows
 from .reference import softmax_cross_entropy_rows, softmax_cross_entropy_rows_grad
-from .softmax import log_softmax
+from .softmax import log_softmax, softmax
 
 
 class _SoftmaxCrossEntropyRows(torch.autograd.Function):
@@ -40,37 +47,96 @@ class _SoftmaxCrossEntropyRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, upstream):
-        if torch.is_grad_enabled():
-            # create_graph=True: the hand-derived gradient is not itself differentiated here,
-            # so a second derivative (Hessian, gradgradcheck) would come out silently wrong.
-            raise RuntimeError("xentlib's softmax cross-entropy on torch tensors is "
-                               "differentiable once: its backward runs the hand-derived "
-                               "gradient, which has no backward of its own (create_graph=True "
-                               "is not supported; use torch.nn.functional.cross_entropy)")
-        return _SoftmaxCrossEntropyRows._gradients(ctx, upstream) + (None, None)
+        logits, coefficients = ctx.saved_tensors
+        grad_logits = grad_coefficients = None
+        if not torch.is_grad_enabled():       # the usual backward: in chunks, not recorded
+            if ctx.needs_input_grad[0]:
+                grad_logits = _logit_gradient(logits, coefficients, upstream, ctx.problem,
+                                              ctx.chunks)
+            if ctx.needs_input_grad[1]:
+                grad_coefficients = torch.empty(logits.shape, dtype=logits.dtype,
+                                                device=logits.device)
+                for start, stop in ctx.chunks:
+                    grad_coefficients[start:stop] = (upstream[start:stop, None]
+                                                     * -log_softmax(logits[start:stop], axis=-1))
+            return grad_logits, grad_coefficients, None, None
+        # create_graph=True: both gradients are differentiable once more.
+        if ctx.needs_input_grad[0]:
+            grad_logits = _LogitGradient.apply(logits, coefficients, upstream, ctx.problem,
+                                               ctx.chunks)
+        if ctx.needs_input_grad[1]:
+            grad_coefficients = upstream[:, None] * -log_softmax(logits, axis=-1)
+        return grad_logits, grad_coefficients, None, None
+
+
+def _logit_gradient(logits, coefficients, upstream, problem, chunks):
+    """u (A s - a) for every row: the reference gradient times the upstream u, in chunks."""
+    grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    for start, stop in chunks:
+        a = _chunk_coefficients(coefficients, problem, start, stop)
+        rows = softmax_cross_entropy_rows_grad(logits[start:stop], a)
+        # A row with no coefficient is 0 whatever its logits: its gradient is 0 even
+        # when the upstream gradient is not finite (a mean over a zero denominator).
+        no_target = torch.sum(a, dim=-1, keepdim=True) == 0
+        grad[start:stop] = torch.where(no_target, torch.zeros_like(rows),
+                                       upstream[start:stop, None] * rows)
+    return grad
+
+
+class _LogitGradient(torch.autograd.Function):
+    r"""The gradient :math:`g = u\,(A s - a)` of a row's loss times its upstream gradient
+    :math:`u`, as a function of the logits :math:`z`, the coefficients :math:`a` and :math:`u`.
+
+    Its backward takes :math:`v = \partial F / \partial g` (one row of it) and returns the
+    derivatives of :math:`F` with respect to :math:`z`, :math:`a` and :math:`u`. With
+    :math:`\partial s_c / \partial z_k = s_c (\delta_{ck} - s_k)` (chapter 7) and
+    :math:`A = \sum_c a_c`:
+
+    .. math::
+
+        \frac{\partial F}{\partial z_k} = \sum_c v_c\, u A\, s_c (\delta_{ck} - s_k)
+          = u A \big(s_k v_k - s_k (s \cdot v)\big),
+        \quad\text{so}\quad
+        \frac{\partial F}{\partial z} = u A\,\big(s \odot v - s\,(s \cdot v)\big):
+
+    the Hessian of the loss, :math:`A\,(\operatorname{diag}(s) - s s^\top)`, times :math:`v`,
+    scaled by :math:`u`. And since :math:`\partial A / \partial a_k = 1`,
+
+    .. math::
+
+        \frac{\partial F}{\partial a_k} = \sum_c v_c\, u\, (s_c - \delta_{ck})
+          = u\,(s \cdot v - v_k),
+        \qquad
+        \frac{\partial F}{\partial u} = v \cdot (A s - a).
+
+    :math:`s` comes from :func:`xentlib.softmax.softmax`, a Function with a derived backward,
+    so these are differentiable once more (third derivatives).
+    """
 
     @staticmethod
-    def _gradients(ctx, upstream):
-        logits, coefficients = ctx.saved_tensors
-        upstream = upstream[:, None]
-        grad_logits = grad_coefficients = None
+    def forward(ctx, logits, coefficients, upstream, problem, chunks):
+        ctx.save_for_backward(logits, coefficients, upstream)
+        ctx.problem = problem
+        return _logit_gradient(logits, coefficients, upstream, problem, chunks)
+
+    @staticmethod
+    def backward(ctx, v):
+        logits, coefficients, upstream = ctx.saved_tensors
+        a = coefficients_of_rows(ctx.problem) if coefficients is None else coefficients
+        s = softmax(logits, axis=-1)
+        total = torch.sum(a, dim=-1, keepdim=True)
+        s_dot_v = torch.sum(s * v, dim=-1, keepdim=True)
+        u = upstream[:, None]
+        grad_logits = grad_coefficients = grad_upstream = None
         if ctx.needs_input_grad[0]:
-            grad_logits = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-            for start, stop in ctx.chunks:
-                a = _chunk_coefficients(coefficients, ctx.problem, start, stop)
-                rows = softmax_cross_entropy_rows_grad(logits[start:stop], a)
-                # A row with no coefficient is 0 whatever its logits: its gradient is 0 even
-                # when the upstream gradient is not finite (a mean over a zero denominator).
-                no_target = torch.sum(a, dim=-1, keepdim=True) == 0
-                grad_logits[start:stop] = torch.where(no_target, torch.zeros_like(rows),
-                                                      upstream[start:stop] * rows)
+            hessian_v = u * total * (s * v - s * s_dot_v)
+            # As in the forward: a row without coefficients is constant, whatever u is.
+            grad_logits = torch.where(total == 0, torch.zeros_like(hessian_v), hessian_v)
         if ctx.needs_input_grad[1]:
-            grad_coefficients = torch.empty(logits.shape, dtype=logits.dtype,
-                                            device=logits.device)
-            for start, stop in ctx.chunks:
-                grad_coefficients[start:stop] = (upstream[start:stop]
-                                                 * -log_softmax(logits[start:stop], axis=-1))
-        return grad_logits, grad_coefficients
+            grad_coefficients = u * (s_dot_v - v)
+        if ctx.needs_input_grad[2]:
+            grad_upstream = torch.sum(v * (total * s - a), dim=-1)
+        return grad_logits, grad_coefficients, grad_upstream, None, None
 
 
 def _chunk_coefficients(coefficients, problem, start, stop):

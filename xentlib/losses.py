@@ -143,7 +143,11 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     smoothing) contributes 0, the limit as its logit goes to :math:`-\infty`.
     float16 and bfloat16 logits are computed in float32 and the result cast back, as PyTorch
     does; on torch tensors ``loss.backward()`` runs
-    :func:`xentlib.reference.softmax_cross_entropy_rows_grad`.
+    :func:`xentlib.reference.softmax_cross_entropy_rows_grad`. Second derivatives
+    (``torch.autograd.grad(..., create_graph=True)``, Hessian-vector products) are torch's:
+    the gradient :math:`A s - a` is differentiated by its derived Hessian
+    :math:`A\,(\operatorname{diag}(s) - s s^\top)`, with respect to the logits, and the
+    targets' and weights' too where they require a gradient.
 
     Examples
     --------

@@ -76,14 +76,38 @@ def _is_argmax(z, xp):
     return classes[None, :] == xp.argmax(z, axis=-1, keepdims=True)
 
 
-def _exponentials(hi, lo, is_argmax, xp):
+def _sum_with_error(x, xp):
+    r"""The sum over the last axis as ``hi + lo``: ``hi`` rounded, ``lo`` its rounding error.
+
+    Added pairwise, each addition's error recovered exactly by TwoSum and carried in ``lo``,
+    itself summed plainly. A plain sum of C positive terms can be off by C - 1 roundings;
+    ``hi + lo`` only by the roundings of ``lo``, far below an ULP of the sum. Where the sum is
+    infinite (a masked target's :math:`m - z_c`), ``lo`` is 0."""
+    hi, lo = x, xp.zeros_like(x)
+    while hi.shape[-1] > 1:
+        if hi.shape[-1] % 2:
+            hi, lo = (xp.concat([v, xp.zeros_like(v[..., :1])], axis=-1) for v in (hi, lo))
+        half = hi.shape[-1] // 2
+        hi, error = exact_difference(hi[..., :half], -hi[..., half:])
+        lo = lo[..., :half] + lo[..., half:] + error
+    hi, lo = xp.sum(hi, axis=-1), xp.sum(lo, axis=-1)      # also for C = 0
+    return hi, xp.where(xp.isfinite(hi), lo, xp.zeros_like(lo))
+
+
+def _exponentials(hi, lo, is_argmax, xp, compensated=True):
     r""":math:`e^{z_c - m} = e^{hi} (1 + lo)` for every class, and
     :math:`r = \sum_{c \ne c^*} e^{z_c - m}`: the sum without the argmax's term, which is
-    exactly 1 (chapter 6, equation ``eq-log1p-form``)."""
-    terms = xp.exp(hi)
-    terms = terms + terms * lo
-    rest = xp.sum(xp.where(is_argmax, xp.zeros_like(terms), terms), axis=-1, keepdims=True)
-    return terms, rest
+    exactly 1 (chapter 6, equation ``eq-log1p-form``). :math:`r` comes as ``rest`` +
+    ``rest_error``: if ``compensated``, free of the sum's roundings (``_sum_with_error``),
+    the terms :math:`e^{hi} lo` added to the error, not rounded into each term; if not (for
+    the gradient, whose accuracy does not need it), a plain sum and 0."""
+    exp_hi = xp.exp(hi)
+    others = xp.where(is_argmax, xp.zeros_like(exp_hi), exp_hi)
+    if not compensated:
+        return exp_hi + exp_hi * lo, xp.sum(others + others * lo, axis=-1), 0
+    rest, rest_error = _sum_with_error(others, xp)
+    rest_error = rest_error + xp.sum(others * lo, axis=-1)
+    return exp_hi + exp_hi * lo, rest, rest_error
 
 
 def softmax_cross_entropy_rows(logits, coefficients):
@@ -92,9 +116,12 @@ def softmax_cross_entropy_rows(logits, coefficients):
     From :math:`-\log \operatorname{softmax}(z)_c = (m - z_c) + \operatorname{log1p}(r)`
     (chapter 6, equation ``eq-log1p-form``; chapter 5, equation ``eq-categorical-ce`` for one
     class), weighted by :math:`a_c` and summed, with :math:`A = \sum_c a_c`. Both terms are
-    non-negative, so nothing cancels. :math:`m - z_c = -(hi + lo)` enters as two sums so
-    that ``lo`` is not rounded away. A class with :math:`a_c = 0` contributes 0, also where
-    it is masked (:math:`0 \cdot \infty`): the limit as its logit goes to :math:`-\infty`.
+    non-negative, so nothing cancels. :math:`m - z_c = -(hi + lo)`, and the three sums
+    :math:`r`, :math:`A` and :math:`\sum_c a_c (m - z_c)` come with their rounding errors
+    (``_sum_with_error``); these small parts are added last, so that only ``exp``,
+    ``log1p``, the products and the final addition round. A class with :math:`a_c = 0`
+    contributes 0, also where it is masked (:math:`0 \cdot \infty`): the limit as its logit
+    goes to :math:`-\infty`.
 
     Parameters
     ----------
@@ -110,11 +137,14 @@ def softmax_cross_entropy_rows(logits, coefficients):
     """
     xp = array_api_compat.array_namespace(logits, coefficients)
     hi, lo = _shift_by_maximum(logits, xp)
-    _, rest = _exponentials(hi, lo, _is_argmax(logits, xp), xp)
+    _, rest, rest_error = _exponentials(hi, lo, _is_argmax(logits, xp), xp)
+    log1p_rest, log1p_error = xp.log1p(rest), rest_error / (1 + rest)
     a = coefficients
-    total = xp.sum(a, axis=-1)
-    gaps = a * xp.where(a == 0, xp.zeros_like(hi), -hi)
-    return total * xp.log1p(rest[:, 0]) + xp.sum(gaps, axis=-1) - xp.sum(a * lo, axis=-1)
+    total, total_error = _sum_with_error(a, xp)
+    gaps, gaps_error = _sum_with_error(a * xp.where(a == 0, xp.zeros_like(hi), -hi), xp)
+    errors = (total * log1p_error + total_error * log1p_rest + gaps_error
+              - xp.sum(a * lo, axis=-1))
+    return (total * log1p_rest + gaps) + errors
 
 
 def gradient_at_argmax(total, a_argmax, others, rest, xp):
@@ -151,7 +181,9 @@ def softmax_cross_entropy_rows_grad(logits, coefficients):
     xp = array_api_compat.array_namespace(logits, coefficients)
     a = coefficients
     is_argmax = _is_argmax(logits, xp)
-    terms, rest = _exponentials(*_shift_by_maximum(logits, xp), is_argmax, xp)
+    terms, rest, _ = _exponentials(*_shift_by_maximum(logits, xp), is_argmax, xp,
+                                   compensated=False)
+    rest = rest[:, None]
     softmax = terms / (1 + rest)
     total = xp.sum(a, axis=-1, keepdims=True)
     zeros = xp.zeros_like(a)
