@@ -134,8 +134,8 @@ def test_every_integer_target_dtype_gives_the_int64_result(target_dtype):
 
 def test_float64_few_class_row_where_plain_twosum_strays_past_two_ulp():
     # Found by chapter 6's check (seed 2, trial 177): with the long-double refinement dropped
-    # for few classes the kernel gave 2.38 ULP here, as the reference does; it must stay
-    # within 2. Expected: mpmath at 50 digits.
+    # for few classes the kernel gave 2.38 ULP here, as the reference did before it summed r
+    # with TwoSum; it must stay within 2. Expected: mpmath at 50 digits.
     import mpmath
     from reference import mp_softmax_cross_entropy_row, ulp_error
     row = np.array([float.fromhex(h) for h in [

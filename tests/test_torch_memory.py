@@ -145,15 +145,23 @@ def _assert_identical(actual, expected):
 
 
 def test_row_chunks_follow_the_numpy_policy_on_torch():
-    # At most 1/16 of the rows and 4 MiB of logits per chunk, as on NumPy.
-    for rows, n_classes, dtype in [(4096, 4096, torch.float32), (100, 7, torch.float64),
-                                   (3, 5, torch.float32), (0, 5, torch.float32)]:
-        tensor_chunks = _reference_path._row_chunks(_FakeProblem(torch.zeros(rows, n_classes,
-                                                                             dtype=dtype)))
-        array_chunks = _reference_path._row_chunks(_FakeProblem(
-            np.zeros((rows, n_classes), str(dtype).rsplit(".", 1)[-1])))
-        assert tensor_chunks == array_chunks
+    # At most 1/16 of the rows and 4 MiB of logits per chunk as computed (torch: the logits'
+    # dtype; NumPy: float64 for float32 logits, whose float32 exp is not accurate enough),
+    # covering every row once, in order.
+    cases = [(4096, 4096, "float32"), (100, 7, "float64"), (3, 5, "float32"), (0, 5, "float32"),
+             (40000, 50, "float32")]
+    for rows, n_classes, dtype in cases:
+        for logits, computed_bytes in [(torch.zeros(rows, n_classes, dtype=getattr(torch, dtype)),
+                                        np.dtype(dtype).itemsize),
+                                       (np.zeros((rows, n_classes), dtype), 8)]:
+            chunks = _reference_path._row_chunks(_FakeProblem(logits))
+            assert [start for start, _ in chunks] == [0] + [stop for _, stop in chunks[:-1]]
+            assert chunks[-1][1] == rows
+            sizes = [stop - start for start, stop in chunks]
+            assert max(sizes) <= max(1, -(-rows // 16))
+            assert max(sizes) == 1 or max(sizes) * n_classes * computed_bytes <= 1 << 22
     assert len(_reference_path._row_chunks(_FakeProblem(torch.zeros(4096, 4096)))) == 16
+    assert len(_reference_path._row_chunks(_FakeProblem(np.zeros((4096, 4096), "f4")))) == 32
 
 
 # --- peak memory in a fresh process ---------------------------------------------------------------

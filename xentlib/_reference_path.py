@@ -1,8 +1,9 @@
 """Runs :mod:`xentlib.reference` on a validated softmax problem, whatever its size or kind.
 
 The reference's half-dozen temporaries the size of its input would take 7-10x the logits at
-once; here it runs in chunks of rows, on NumPy (float16 converted to float32 chunk by chunk)
-and on torch tensors alike, so the peak stays below 3x the logits. Each row's value does not
+once; here it runs in chunks of rows, on NumPy (converted chunk by chunk: float16 to float32,
+float32 to float64, because NumPy's float32 ``exp`` is up to 2 ULP off, which alone can take
+the loss past 2 ULP) and on torch tensors alike, so the peak stays below 3x the logits. Each row's value does not
 depend on the chunking. On torch tensors the loss goes through ``xentlib._autograd`` so that
 ``loss.backward()`` runs the reference gradient, chunked the same way. Also the mean's
 denominator and the gradient's scale, shared with the kernel path.
@@ -48,16 +49,27 @@ def denominator(problem):
 
 
 def _row_chunks(problem):
-    """(start, stop) of each chunk of rows: at most 1/16 of them and 4 MiB of logits."""
+    """(start, stop) of each chunk of rows: at most 1/16 of them and 4 MiB of logits as
+    computed."""
     n_rows, n_classes = problem.rows.shape
+    itemsize = (np.dtype(_computed_in(problem)).itemsize if isinstance(problem.rows, np.ndarray)
+                else problem.rows.dtype.itemsize)
     size = max(1, min(-(-n_rows // REFERENCE_CHUNKS_AT_LEAST),
-                      REFERENCE_CHUNK_BYTES // (n_classes * problem.rows.dtype.itemsize)))
+                      REFERENCE_CHUNK_BYTES // (n_classes * itemsize)))
     return [(start, min(n_rows, start + size)) for start in range(0, n_rows, size)] or [(0, 0)]
 
 
+def _computed_in(problem):
+    """The NumPy dtype the reference computes in: float64 for float32/float64 logits (rounded
+    once to float32, the loss is then within about half an ULP), float32 for float16."""
+    return np.float32 if problem.rows.dtype == np.float16 else np.float64
+
+
 def _chunk(problem, start, stop):
-    """Rows start:stop of the logits, in the dtype computed in (float32 for float16)."""
-    return problem.xp.astype(problem.rows[start:stop], problem.weight.dtype, copy=False)
+    """Rows start:stop of the NumPy logits and their coefficients, in ``_computed_in``."""
+    dtype = _computed_in(problem)
+    return (problem.rows[start:stop].astype(dtype, copy=False),
+            coefficients(problem, start, stop).astype(dtype, copy=False))
 
 
 def reference_losses(problem):
@@ -70,8 +82,7 @@ def reference_losses(problem):
         return softmax_cross_entropy_rows_autograd(rows, problem, _row_chunks(problem))
     losses = np.empty(rows.shape[0], problem.weight.dtype)
     for start, stop in _row_chunks(problem):
-        losses[start:stop] = reference.softmax_cross_entropy_rows(
-            _chunk(problem, start, stop), coefficients(problem, start, stop))
+        losses[start:stop] = reference.softmax_cross_entropy_rows(*_chunk(problem, start, stop))
     return losses
 
 
@@ -89,7 +100,7 @@ def reference_grad(problem):
     grad = np.empty_like(rows, order="C")
     for start, stop in _row_chunks(problem):
         grad[start:stop] = scale * reference.softmax_cross_entropy_rows_grad(
-            _chunk(problem, start, stop), coefficients(problem, start, stop))
+            *_chunk(problem, start, stop))
     return grad
 
 

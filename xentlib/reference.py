@@ -81,9 +81,12 @@ def _sum_with_error(x, xp):
 
     Added pairwise, each addition's error recovered exactly by TwoSum and carried in ``lo``,
     itself summed plainly. A plain sum of C positive terms can be off by C - 1 roundings;
-    ``hi + lo`` only by the roundings of ``lo``, far below an ULP of the sum. Where the sum is
-    infinite (a masked target's :math:`m - z_c`), ``lo`` is 0."""
-    hi, lo = x, xp.zeros_like(x)
+    ``hi + lo`` only by the roundings of ``lo``, far below an ULP of the sum. An infinite
+    term (a masked class's :math:`a_c (m - z_c)` with :math:`a_c > 0`) makes the sum
+    infinite and ``lo`` 0; it is kept out of TwoSum, where it would make NaNs."""
+    finite = xp.isfinite(x)
+    hi = xp.where(finite, x, xp.zeros_like(x))
+    lo = xp.zeros_like(x)
     while hi.shape[-1] > 1:
         if hi.shape[-1] % 2:
             hi, lo = (xp.concat([v, xp.zeros_like(v[..., :1])], axis=-1) for v in (hi, lo))
@@ -91,7 +94,9 @@ def _sum_with_error(x, xp):
         hi, error = exact_difference(hi[..., :half], -hi[..., half:])
         lo = lo[..., :half] + lo[..., half:] + error
     hi, lo = xp.sum(hi, axis=-1), xp.sum(lo, axis=-1)      # also for C = 0
-    return hi, xp.where(xp.isfinite(hi), lo, xp.zeros_like(lo))
+    infinite = ~xp.all(finite, axis=-1)
+    return (xp.where(infinite, xp.sum(x, axis=-1), hi),
+            xp.where(infinite, xp.zeros_like(lo), lo))
 
 
 def _exponentials(hi, lo, is_argmax, xp, compensated=True):
