@@ -142,7 +142,9 @@ def softmax_cross_entropy(logits, target, *, weight=None, ignore_index=-100, red
     masked with ``-inf`` whose coefficient is 0 (weight 0, or no target probability and no
     smoothing) contributes 0, the limit as its logit goes to :math:`-\infty`.
     float16 and bfloat16 logits are computed in float32 and the result cast back, as PyTorch
-    does; on torch tensors ``loss.backward()`` runs
+    does under autocast (its own 16-bit CPU kernel rounds the log-softmax to 16 bits first,
+    so its loss can differ in the last bits: chapter 10 measures both); on torch tensors
+    ``loss.backward()`` runs
     :func:`xentlib.reference.softmax_cross_entropy_rows_grad`. Second derivatives
     (``torch.autograd.grad(..., create_graph=True)``, Hessian-vector products) are torch's:
     the gradient :math:`A s - a` is differentiated by its derived Hessian
